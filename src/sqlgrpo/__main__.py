@@ -1,0 +1,7 @@
+"""``python -m sqlgrpo`` runs the CLI."""
+
+import sys
+
+from sqlgrpo.cli import main
+
+sys.exit(main())
