@@ -1,0 +1,1 @@
+"""The bundled, offline text-to-SQL dataset and its deterministic generator."""

@@ -1,0 +1,940 @@
+"""Domain definitions of the bundled dataset: three related tables per domain.
+
+Every domain has the same shape so that one set of question patterns covers all of them:
+a *parent* entity (e.g. suppliers), a *child* entity that references it (products), and a
+*detail* table that references the child (sales). Each entity has a text category column,
+a numeric column, and (parent / child) a name column; the child also has a date column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PERSON = "person"  # name pool marker: generated "First Last" names
+
+
+@dataclass(frozen=True)
+class Cat:
+    """A categorical text column; ``phrase`` renders a filter, e.g. ``"based in {v}"``."""
+
+    col: str
+    noun: str
+    values: tuple[str, ...]
+    phrase: str
+
+
+@dataclass(frozen=True)
+class Num:
+    """A numeric column drawn uniformly from ``[lo, hi]`` with ``decimals`` digits."""
+
+    col: str
+    noun: str
+    lo: float
+    hi: float
+    decimals: int = 0
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One table: key, optional name column, category, number, optional date."""
+
+    table: str
+    singular: str
+    plural: str
+    key: str
+    cat: Cat
+    num: Num
+    name_col: str | None = None
+    name_plural: str | None = None
+    names: tuple[str, ...] | str = ()
+    date_col: str | None = None
+    date_noun: str | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain: gretel-style ``domain`` label and its parent / child / detail tables."""
+
+    name: str
+    parent: Entity
+    child: Entity
+    detail: Entity
+    held_out: bool = False
+
+    @property
+    def entities(self) -> tuple[Entity, Entity, Entity]:
+        """The three tables, parent first."""
+        return (self.parent, self.child, self.detail)
+
+
+FIRST_NAMES = (
+    "Alice",
+    "Bruno",
+    "Chen",
+    "Dana",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+)
+LAST_NAMES = (
+    "Adams",
+    "Baker",
+    "Costa",
+    "Diaz",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jensen",
+    "Khan",
+    "Lopez",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Patel",
+    "Rossi",
+    "Silva",
+    "Turner",
+    "Weber",
+)
+
+DOMAINS: tuple[Domain, ...] = (
+    Domain(
+        "retail",
+        Entity(
+            "suppliers",
+            "supplier",
+            "suppliers",
+            "supplier_id",
+            Cat(
+                "country", "country", ("USA", "Germany", "Japan", "Brazil", "India"), "based in {v}"
+            ),
+            Num("rating", "rating", 2.0, 5.0, 1),
+            "name",
+            "names",
+            (
+                "Acme Supply",
+                "Northwind Traders",
+                "Blue Harbor Goods",
+                "Summit Wholesale",
+                "Greenleaf Imports",
+                "Redwood Trading",
+                "Silverline Distributors",
+                "Oakmont Partners",
+                "Brightstar Sourcing",
+                "Pioneer Merchants",
+            ),
+        ),
+        Entity(
+            "products",
+            "product",
+            "products",
+            "product_id",
+            Cat(
+                "category",
+                "category",
+                ("Electronics", "Home", "Sports", "Kitchen", "Fashion"),
+                "in the {v} category",
+            ),
+            Num("price", "price", 5, 300, 2),
+            "name",
+            "names",
+            (
+                "Desk Lamp",
+                "Water Bottle",
+                "Yoga Mat",
+                "Coffee Grinder",
+                "Bluetooth Speaker",
+                "Backpack",
+                "Running Shoes",
+                "Wall Clock",
+                "Notebook",
+                "Office Chair",
+                "Air Fryer",
+                "Electric Kettle",
+                "Phone Case",
+                "Sunglasses",
+                "Wool Scarf",
+                "Tea Set",
+            ),
+            "added_date",
+            "date added",
+        ),
+        Entity(
+            "sales",
+            "sale",
+            "sales",
+            "sale_id",
+            Cat(
+                "store", "store", ("Downtown", "Airport", "Mall", "Online"), "made at the {v} store"
+            ),
+            Num("quantity", "quantity", 1, 20),
+        ),
+    ),
+    Domain(
+        "education",
+        Entity(
+            "instructors",
+            "instructor",
+            "instructors",
+            "instructor_id",
+            Cat(
+                "department",
+                "department",
+                ("Mathematics", "Physics", "History", "Biology", "Economics"),
+                "in the {v} department",
+            ),
+            Num("salary", "salary", 48000, 120000),
+            "name",
+            "names",
+            PERSON,
+        ),
+        Entity(
+            "courses",
+            "course",
+            "courses",
+            "course_id",
+            Cat("level", "level", ("Introductory", "Intermediate", "Advanced"), "at the {v} level"),
+            Num("credits", "credits", 1, 6),
+            "title",
+            "titles",
+            (
+                "Linear Algebra",
+                "Calculus I",
+                "Quantum Mechanics",
+                "World History",
+                "Cell Biology",
+                "Microeconomics",
+                "Statistics",
+                "Genetics",
+                "Thermodynamics",
+                "Ancient Rome",
+                "Game Theory",
+                "Ecology",
+                "Number Theory",
+                "Optics",
+                "Macroeconomics",
+                "Modern Europe",
+            ),
+            "start_date",
+            "start date",
+        ),
+        Entity(
+            "enrollments",
+            "enrollment",
+            "enrollments",
+            "enrollment_id",
+            Cat("semester", "semester", ("Fall", "Spring", "Summer"), "in the {v} semester"),
+            Num("score", "score", 40, 100),
+        ),
+    ),
+    Domain(
+        "healthcare",
+        Entity(
+            "doctors",
+            "doctor",
+            "doctors",
+            "doctor_id",
+            Cat(
+                "specialty",
+                "specialty",
+                ("Cardiology", "Pediatrics", "Oncology", "Neurology", "Dermatology"),
+                "specializing in {v}",
+            ),
+            Num("years_experience", "years of experience", 2, 35),
+            "name",
+            "names",
+            PERSON,
+        ),
+        Entity(
+            "appointments",
+            "appointment",
+            "appointments",
+            "appointment_id",
+            Cat(
+                "status",
+                "status",
+                ("Completed", "Cancelled", "Scheduled", "No-show"),
+                "with status {v}",
+            ),
+            Num("fee", "fee", 40, 400, 2),
+            "patient_name",
+            "patient names",
+            PERSON,
+            "appointment_date",
+            "appointment date",
+        ),
+        Entity(
+            "prescriptions",
+            "prescription",
+            "prescriptions",
+            "prescription_id",
+            Cat(
+                "medication",
+                "medication",
+                ("Ibuprofen", "Amoxicillin", "Metformin", "Lisinopril"),
+                "for {v}",
+            ),
+            Num("dosage_mg", "dosage in mg", 50, 1000),
+        ),
+    ),
+    Domain(
+        "publishing",
+        Entity(
+            "authors",
+            "author",
+            "authors",
+            "author_id",
+            Cat(
+                "country", "country", ("France", "Canada", "Nigeria", "Japan", "Chile"), "from {v}"
+            ),
+            Num("birth_year", "birth year", 1940, 1995),
+            "name",
+            "names",
+            PERSON,
+        ),
+        Entity(
+            "books",
+            "book",
+            "books",
+            "book_id",
+            Cat(
+                "genre",
+                "genre",
+                ("Fantasy", "Mystery", "Romance", "Science Fiction", "Biography"),
+                "in the {v} genre",
+            ),
+            Num("price", "price", 6, 45, 2),
+            "title",
+            "titles",
+            (
+                "The Silent Shore",
+                "Winter Garden",
+                "Iron Tide",
+                "Paper Moons",
+                "The Last Orchard",
+                "Glass Kingdom",
+                "Night Harbor",
+                "Hidden Rivers",
+                "The Red Ledger",
+                "Salt and Stone",
+                "Echo Valley",
+                "The Quiet Star",
+                "Copper Sky",
+                "Blue Lantern",
+                "Falling North",
+                "The Long Road",
+            ),
+            "published_date",
+            "publication date",
+        ),
+        Entity(
+            "loans",
+            "loan",
+            "loans",
+            "loan_id",
+            Cat(
+                "branch",
+                "branch",
+                ("Central", "Riverside", "Hillcrest", "Lakeside"),
+                "from the {v} branch",
+            ),
+            Num("days_borrowed", "number of days borrowed", 1, 30),
+        ),
+    ),
+    Domain(
+        "human resources",
+        Entity(
+            "departments",
+            "department",
+            "departments",
+            "department_id",
+            Cat(
+                "location",
+                "location",
+                ("London", "Berlin", "Toronto", "Sydney", "Madrid"),
+                "located in {v}",
+            ),
+            Num("budget", "budget", 100000, 900000),
+            "name",
+            "names",
+            (
+                "Finance",
+                "Marketing",
+                "Engineering",
+                "Sales",
+                "Legal",
+                "Support",
+                "Research",
+                "Operations",
+                "Procurement",
+                "Design",
+            ),
+        ),
+        Entity(
+            "employees",
+            "employee",
+            "employees",
+            "employee_id",
+            Cat(
+                "job_title",
+                "job title",
+                ("Analyst", "Manager", "Engineer", "Specialist", "Director"),
+                "working as {v}",
+            ),
+            Num("salary", "salary", 35000, 150000),
+            "name",
+            "names",
+            PERSON,
+            "hire_date",
+            "hire date",
+        ),
+        Entity(
+            "timesheets",
+            "timesheet",
+            "timesheets",
+            "timesheet_id",
+            Cat(
+                "project", "project", ("Apollo", "Beacon", "Cobalt", "Delta"), "for the {v} project"
+            ),
+            Num("hours", "hours", 2, 40),
+        ),
+    ),
+    Domain(
+        "logistics",
+        Entity(
+            "warehouses",
+            "warehouse",
+            "warehouses",
+            "warehouse_id",
+            Cat(
+                "region",
+                "region",
+                ("North", "South", "East", "West", "Central"),
+                "in the {v} region",
+            ),
+            Num("capacity", "capacity", 500, 10000),
+            "name",
+            "names",
+            (
+                "Harbor Point",
+                "Ridge Depot",
+                "Maple Yard",
+                "Granite Hub",
+                "Cedar Station",
+                "Falcon Storage",
+                "Bayview Center",
+                "Iron Gate",
+                "Prairie Dock",
+                "Summit Vault",
+            ),
+        ),
+        Entity(
+            "shipments",
+            "shipment",
+            "shipments",
+            "shipment_id",
+            Cat("carrier", "carrier", ("DHL", "FedEx", "UPS", "Maersk"), "handled by {v}"),
+            Num("weight_kg", "weight in kg", 10, 2000, 1),
+            "tracking_code",
+            "tracking codes",
+            "code:TRK",
+            "ship_date",
+            "ship date",
+        ),
+        Entity(
+            "packages",
+            "package",
+            "packages",
+            "package_id",
+            Cat(
+                "content_type",
+                "content type",
+                ("Electronics", "Clothing", "Food", "Furniture"),
+                "containing {v}",
+            ),
+            Num("declared_value", "declared value", 20, 5000),
+        ),
+    ),
+    Domain(
+        "music",
+        Entity(
+            "artists",
+            "artist",
+            "artists",
+            "artist_id",
+            Cat("genre", "genre", ("Rock", "Jazz", "Pop", "Hip Hop", "Classical"), "playing {v}"),
+            Num("formed_year", "year formed", 1965, 2020),
+            "name",
+            "names",
+            (
+                "The Velvet Owls",
+                "Nova Quartet",
+                "Lunar Echo",
+                "Crimson Tide Band",
+                "Static Bloom",
+                "Golden Hour",
+                "The Wanderers",
+                "Midnight Choir",
+                "Paper Planes",
+                "Solar Drift",
+            ),
+        ),
+        Entity(
+            "albums",
+            "album",
+            "albums",
+            "album_id",
+            Cat(
+                "label",
+                "record label",
+                ("Sunrise Records", "Blue Note", "Indigo Music", "Atlas Sound"),
+                "released on {v}",
+            ),
+            Num("copies_sold", "copies sold", 5000, 900000),
+            "title",
+            "titles",
+            (
+                "First Light",
+                "Neon Nights",
+                "Open Roads",
+                "Hollow Sky",
+                "Ember",
+                "Tidal",
+                "Silver Lining",
+                "Backstreet Blue",
+                "Northern Lights",
+                "Slow Motion",
+                "Gravity",
+                "Paper Hearts",
+                "Wildfire",
+                "Afterglow",
+                "Horizon",
+                "Velvet Rain",
+            ),
+            "release_date",
+            "release date",
+        ),
+        Entity(
+            "tracks",
+            "track",
+            "tracks",
+            "track_id",
+            Cat("mood", "mood", ("Upbeat", "Calm", "Dark", "Romantic"), "with a {v} mood"),
+            Num("duration_seconds", "duration in seconds", 120, 420),
+        ),
+    ),
+    Domain(
+        "real estate",
+        Entity(
+            "agents",
+            "agent",
+            "agents",
+            "agent_id",
+            Cat(
+                "office",
+                "office",
+                ("Uptown", "Harborside", "Old Town", "Westfield"),
+                "from the {v} office",
+            ),
+            Num("commission_rate", "commission rate", 1.5, 6.0, 1),
+            "name",
+            "names",
+            PERSON,
+        ),
+        Entity(
+            "properties",
+            "property",
+            "properties",
+            "property_id",
+            Cat(
+                "property_type",
+                "property type",
+                ("Apartment", "House", "Condo", "Townhouse"),
+                "of type {v}",
+            ),
+            Num("price", "price", 90000, 950000),
+            "address",
+            "addresses",
+            (
+                "12 Oak Street",
+                "48 Pine Avenue",
+                "7 Elm Road",
+                "301 Maple Drive",
+                "95 Cedar Lane",
+                "22 Birch Court",
+                "16 Willow Way",
+                "83 Aspen Place",
+                "5 Spruce Street",
+                "60 Laurel Road",
+                "14 Hazel Avenue",
+                "27 Poplar Lane",
+                "39 Chestnut Drive",
+                "71 Magnolia Way",
+                "2 Juniper Court",
+                "18 Sycamore Road",
+            ),
+            "listed_date",
+            "listing date",
+        ),
+        Entity(
+            "viewings",
+            "viewing",
+            "viewings",
+            "viewing_id",
+            Cat("visitor_type", "visitor type", ("Buyer", "Investor", "Renter"), "by a {v}"),
+            Num("rating", "rating", 1, 5),
+        ),
+    ),
+    Domain(
+        "sports",
+        Entity(
+            "teams",
+            "team",
+            "teams",
+            "team_id",
+            Cat(
+                "city", "city", ("Chicago", "Boston", "Denver", "Seattle", "Miami"), "based in {v}"
+            ),
+            Num("founded_year", "founding year", 1900, 2010),
+            "name",
+            "names",
+            (
+                "Falcons",
+                "Rangers",
+                "Comets",
+                "Titans",
+                "Wolves",
+                "Hawks",
+                "Pirates",
+                "Lions",
+                "Storm",
+                "Rockets",
+            ),
+        ),
+        Entity(
+            "players",
+            "player",
+            "players",
+            "player_id",
+            Cat(
+                "position", "position", ("Guard", "Forward", "Center", "Defender"), "playing as {v}"
+            ),
+            Num("salary", "salary", 50000, 900000),
+            "name",
+            "names",
+            PERSON,
+            "contract_start",
+            "contract start date",
+        ),
+        Entity(
+            "match_stats",
+            "match stat",
+            "match stats",
+            "stat_id",
+            Cat("competition", "competition", ("League", "Cup", "Playoffs"), "in the {v}"),
+            Num("points", "points", 0, 40),
+        ),
+    ),
+    Domain(
+        "finance",
+        Entity(
+            "branches",
+            "branch",
+            "branches",
+            "branch_id",
+            Cat(
+                "city", "city", ("Zurich", "Singapore", "New York", "Dubai", "Frankfurt"), "in {v}"
+            ),
+            Num("assets_millions", "assets in millions", 50, 900),
+            "name",
+            "names",
+            (
+                "Lakeview",
+                "Market Square",
+                "Riverside",
+                "Old Bridge",
+                "Park Lane",
+                "Harbor Gate",
+                "Hilltop",
+                "Kings Cross",
+                "Greenway",
+                "Station Road",
+            ),
+        ),
+        Entity(
+            "accounts",
+            "account",
+            "accounts",
+            "account_id",
+            Cat(
+                "account_type",
+                "account type",
+                ("Checking", "Savings", "Business", "Student"),
+                "of type {v}",
+            ),
+            Num("balance", "balance", 100, 90000, 2),
+            "holder_name",
+            "holder names",
+            PERSON,
+            "opened_date",
+            "opening date",
+        ),
+        Entity(
+            "transactions",
+            "transaction",
+            "transactions",
+            "transaction_id",
+            Cat("channel", "channel", ("ATM", "Online", "Branch", "Mobile"), "made through {v}"),
+            Num("amount", "amount", 10, 5000, 2),
+        ),
+    ),
+    Domain(
+        "energy",
+        Entity(
+            "utilities",
+            "utility",
+            "utilities",
+            "utility_id",
+            Cat(
+                "country",
+                "country",
+                ("Spain", "Norway", "Australia", "Mexico", "Kenya"),
+                "operating in {v}",
+            ),
+            Num("customer_count", "customer count", 10000, 900000),
+            "name",
+            "names",
+            (
+                "BrightGrid",
+                "TerraPower",
+                "Aurora Energy",
+                "Coastal Electric",
+                "Summit Utilities",
+                "Evergreen Power",
+                "Sunvale Energy",
+                "Northwind Power",
+                "BlueRiver Utility",
+                "Keystone Grid",
+            ),
+        ),
+        Entity(
+            "plants",
+            "plant",
+            "plants",
+            "plant_id",
+            Cat(
+                "fuel_type",
+                "fuel type",
+                ("Solar", "Wind", "Hydro", "Gas", "Geothermal"),
+                "running on {v}",
+            ),
+            Num("capacity_mw", "capacity in MW", 20, 1500),
+            "name",
+            "names",
+            (
+                "Sierra Plant",
+                "Delta Station",
+                "Canyon Works",
+                "Ridge Farm",
+                "Bay Station",
+                "Mesa Array",
+                "Fjord Dam",
+                "Prairie Wind",
+                "Crater Plant",
+                "Dune Array",
+                "Valley Works",
+                "Cliff Station",
+                "Harbor Plant",
+                "Glacier Dam",
+                "Forest Farm",
+                "Steppe Array",
+            ),
+            "commissioned_date",
+            "commissioning date",
+        ),
+        Entity(
+            "readings",
+            "reading",
+            "readings",
+            "reading_id",
+            Cat("season", "season", ("Winter", "Spring", "Summer", "Autumn"), "taken in {v}"),
+            Num("output_mwh", "output in MWh", 100, 9000),
+        ),
+    ),
+    Domain(
+        "hospitality",
+        Entity(
+            "hotels",
+            "hotel",
+            "hotels",
+            "hotel_id",
+            Cat("city", "city", ("Lisbon", "Prague", "Bangkok", "Cape Town", "Vienna"), "in {v}"),
+            Num("stars", "star rating", 2, 5),
+            "name",
+            "names",
+            (
+                "Grand Palace",
+                "Sea Breeze Inn",
+                "Urban Loft",
+                "Royal Garden",
+                "Sunset Lodge",
+                "Harbor View",
+                "Old Mill Hotel",
+                "Skyline Suites",
+                "Green Valley Inn",
+                "Riverside Hotel",
+            ),
+        ),
+        Entity(
+            "bookings",
+            "booking",
+            "bookings",
+            "booking_id",
+            Cat(
+                "room_type", "room type", ("Single", "Double", "Suite", "Family"), "for a {v} room"
+            ),
+            Num("total_price", "total price", 60, 1800, 2),
+            "guest_name",
+            "guest names",
+            PERSON,
+            "checkin_date",
+            "check-in date",
+        ),
+        Entity(
+            "reviews",
+            "review",
+            "reviews",
+            "review_id",
+            Cat(
+                "source", "source", ("Website", "Email", "App", "Travel Agent"), "submitted via {v}"
+            ),
+            Num("score", "score", 1, 10),
+        ),
+    ),
+    Domain(
+        "aviation",
+        Entity(
+            "airlines",
+            "airline",
+            "airlines",
+            "airline_id",
+            Cat("country", "country", ("Ireland", "Qatar", "Peru", "Korea", "Turkey"), "from {v}"),
+            Num("fleet_size", "fleet size", 12, 400),
+            "name",
+            "names",
+            (
+                "SkyBridge Air",
+                "Atlas Wings",
+                "Condor Lines",
+                "Polar Air",
+                "Meridian Airways",
+                "Zephyr Jet",
+                "Coral Airlines",
+                "Summit Air",
+                "Orion Airways",
+                "Pacifica Air",
+            ),
+        ),
+        Entity(
+            "flights",
+            "flight",
+            "flights",
+            "flight_id",
+            Cat(
+                "destination", "destination", ("Paris", "Tokyo", "Lima", "Doha", "Seoul"), "to {v}"
+            ),
+            Num("passengers", "number of passengers", 40, 380),
+            "flight_number",
+            "flight numbers",
+            "code:FL",
+            "departure_date",
+            "departure date",
+        ),
+        Entity(
+            "tickets",
+            "ticket",
+            "tickets",
+            "ticket_id",
+            Cat(
+                "cabin_class",
+                "cabin class",
+                ("Economy", "Premium", "Business", "First"),
+                "in {v} class",
+            ),
+            Num("fare", "fare", 80, 4000, 2),
+        ),
+        held_out=True,
+    ),
+    Domain(
+        "agriculture",
+        Entity(
+            "farms",
+            "farm",
+            "farms",
+            "farm_id",
+            Cat(
+                "region",
+                "region",
+                ("Highlands", "Coast", "Valley", "Plains", "Delta"),
+                "in the {v} region",
+            ),
+            Num("area_hectares", "area in hectares", 15, 900),
+            "name",
+            "names",
+            (
+                "Sunny Acres",
+                "Willow Creek",
+                "Red Barn Farm",
+                "Golden Fields",
+                "Stone Hill",
+                "Misty Meadow",
+                "Oak Hollow",
+                "Clearwater Farm",
+                "Bramble Ranch",
+                "Fox Run",
+            ),
+        ),
+        Entity(
+            "harvests",
+            "harvest",
+            "harvests",
+            "harvest_id",
+            Cat("crop", "crop", ("Wheat", "Corn", "Barley", "Soybeans", "Rice"), "of {v}"),
+            Num("yield_tons", "yield in tons", 5, 600, 1),
+            "batch_code",
+            "batch codes",
+            "code:HB",
+            "harvest_date",
+            "harvest date",
+        ),
+        Entity(
+            "sales_contracts",
+            "sales contract",
+            "sales contracts",
+            "contract_id",
+            Cat(
+                "buyer_type",
+                "buyer type",
+                ("Cooperative", "Mill", "Exporter", "Retailer"),
+                "with a {v} buyer",
+            ),
+            Num("revenue", "revenue", 1000, 90000),
+        ),
+        held_out=True,
+    ),
+)

@@ -1,0 +1,151 @@
+"""Chat prompts: the spec's system prompt, user turn (schema + question), rendering, budget."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlgrpo.data.sample import Sample
+from sqlgrpo.data.schema import sqlite_schema
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM_PROMPT = """You are an AI assistant that converts natural language questions into SQL queries.
+Given a database schema and a question, generate the correct SQL query.
+Respond ONLY in the following format, including the <reasoning> and <sql> tags:
+<reasoning>
+Think step by step to understand the database schema and the question.
+Identify the necessary tables, columns, joins, and conditions.
+Explain the logic for constructing the SQL query.
+</reasoning>
+<sql>
+-- Your SQL query here
+</sql>"""
+
+ONE_SHOT_EXAMPLE = """Example:
+Database schema:
+CREATE TABLE authors (author_id INTEGER PRIMARY KEY, name TEXT, country TEXT);
+CREATE TABLE books (book_id INTEGER PRIMARY KEY, author_id INTEGER, title TEXT, price REAL);
+Question: What is the average book price for each author from Canada?
+<reasoning>
+First, the question needs authors from Canada, so I filter the authors table on country = 'Canada'.
+Then I join books to authors on author_id to get each author's books.
+Finally, I group by the author's name and take AVG(price) of the books.
+</reasoning>
+<sql>
+SELECT a.name, AVG(b.price) AS avg_price FROM authors a JOIN books b ON a.author_id = b.author_id WHERE a.country = 'Canada' GROUP BY a.name;
+</sql>"""
+
+
+@dataclass
+class PromptConfig:
+    """How samples become chat prompts."""
+
+    system_prompt: str = field(
+        default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "system turn (SPEC section 1 by default)"}
+    )
+    one_shot: bool = field(
+        default=False, metadata={"help": "append a worked example to the system prompt"}
+    )
+    prefill: str = field(
+        default="", metadata={"help": "text the assistant turn starts with, e.g. '<reasoning>\\n'"}
+    )
+    sample_rows: int = field(
+        default=0, metadata={"help": "example rows per table in SQLite-file schemas"}
+    )
+    max_prompt_tokens: int | None = field(
+        default=None, metadata={"help": "token budget for a rendered prompt (None: no check)"}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.system_prompt.strip():
+            raise ValueError("system_prompt must not be empty")
+        if self.sample_rows < 0:
+            raise ValueError(f"sample_rows must be >= 0, got {self.sample_rows}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens <= 0:
+            raise ValueError(f"max_prompt_tokens must be positive, got {self.max_prompt_tokens}")
+
+    def full_system_prompt(self) -> str:
+        """The system prompt, with the one-shot example appended when enabled."""
+        if self.one_shot:
+            return f"{self.system_prompt}\n\n{ONE_SHOT_EXAMPLE}"
+        return self.system_prompt
+
+
+@dataclass(frozen=True)
+class OverBudget:
+    """A sample whose rendered prompt exceeds the token budget."""
+
+    id: str
+    tokens: int
+    max_tokens: int
+
+
+def schema_text(sample: Sample, cfg: PromptConfig) -> str:
+    """The schema shown to the model (SQLite files get example rows when configured)."""
+    if cfg.sample_rows and sample.db_path is not None:
+        return sqlite_schema(sample.db_path, sample_rows=cfg.sample_rows)
+    return sample.schema
+
+
+def user_message(sample: Sample, cfg: PromptConfig) -> str:
+    """The user turn: schema, then evidence (BIRD) when present, then the question."""
+    parts = [f"Database schema:\n{schema_text(sample, cfg)}"]
+    if sample.evidence:
+        parts.append(f"Evidence: {sample.evidence}")
+    parts.append(f"Question: {sample.question}")
+    return "\n\n".join(parts)
+
+
+def build_messages(sample: Sample, cfg: PromptConfig | None = None) -> list[dict[str, str]]:
+    """System + user chat messages for one sample."""
+    cfg = cfg or PromptConfig()
+    return [
+        {"role": "system", "content": cfg.full_system_prompt()},
+        {"role": "user", "content": user_message(sample, cfg)},
+    ]
+
+
+def render_prompt(messages: Sequence[dict[str, str]], tokenizer: Any, prefill: str = "") -> str:
+    """Render with the tokenizer's chat template (generation prompt added), then the prefill."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return text + prefill
+
+
+def prompt_tokens(sample: Sample, tokenizer: Any, cfg: PromptConfig) -> int:
+    """Number of tokens in the sample's fully rendered prompt (prefill included)."""
+    text = render_prompt(build_messages(sample, cfg), tokenizer, cfg.prefill)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def check_prompt_budget(
+    samples: Sequence[Sample], tokenizer: Any, cfg: PromptConfig, max_tokens: int
+) -> tuple[list[Sample], list[OverBudget]]:
+    """Split samples into those whose prompt fits ``max_tokens`` and those that do not.
+
+    Nothing is truncated: over-budget samples are returned (and logged) so the caller
+    decides; a schema is never cut silently.
+    """
+    if max_tokens <= 0:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    kept: list[Sample] = []
+    over: list[OverBudget] = []
+    for sample in samples:
+        n = prompt_tokens(sample, tokenizer, cfg)
+        if n <= max_tokens:
+            kept.append(sample)
+        else:
+            over.append(OverBudget(sample.id, n, max_tokens))
+    if over:
+        logger.warning(
+            "%d of %d prompt(s) exceed %d tokens (longest %d): %s%s",
+            len(over),
+            len(samples),
+            max_tokens,
+            max(o.tokens for o in over),
+            ", ".join(o.id for o in over[:10]),
+            " ..." if len(over) > 10 else "",
+        )
+    return kept, over

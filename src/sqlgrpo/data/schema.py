@@ -1,0 +1,124 @@
+"""Schema text for prompts: CREATE statements from a context script, DDL from SQLite files."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+from sqlgrpo.data.sample import DataError
+
+_SCHEMA_STATEMENT = re.compile(
+    r"^\s*CREATE\s+(?:(?:TEMP|TEMPORARY)\s+)?(?:TABLE|VIEW)\b", re.IGNORECASE
+)
+
+
+def split_script(script: str) -> list[str]:
+    """Split a SQL script on top-level semicolons (quotes and comments respected).
+
+    Comments are dropped; each returned statement is stripped and has no trailing ``;``.
+    """
+    statements: list[str] = []
+    buf: list[str] = []
+    i, n = 0, len(script)
+    while i < n:
+        ch = script[i]
+        if ch in ("'", '"', "`"):
+            end = i + 1
+            while end < n:
+                if script[end] == ch:
+                    if end + 1 < n and script[end + 1] == ch:  # doubled quote escapes itself
+                        end += 2
+                        continue
+                    break
+                end += 1
+            buf.append(script[i : end + 1])
+            i = end + 1
+        elif ch == "[":
+            end = script.find("]", i)
+            end = n - 1 if end < 0 else end
+            buf.append(script[i : end + 1])
+            i = end + 1
+        elif script.startswith("--", i):
+            end = script.find("\n", i)
+            i = n if end < 0 else end
+        elif script.startswith("/*", i):
+            end = script.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        elif ch == ";":
+            statements.append("".join(buf).strip())
+            buf = []
+            i += 1
+        else:
+            buf.append(ch)
+            i += 1
+    statements.append("".join(buf).strip())
+    return [s for s in statements if s]
+
+
+def create_statements(sql_context: str) -> str:
+    """The CREATE TABLE / CREATE VIEW statements of a context script, one per line.
+
+    INSERTs and everything else stay out, as in the original prompt format.
+    """
+    kept = [s + ";" for s in split_script(sql_context) if _SCHEMA_STATEMENT.match(s)]
+    return "\n".join(kept)
+
+
+def open_readonly(db_path: str | Path) -> sqlite3.Connection:
+    """Open an existing SQLite file read-only (never creates one); DataError when unusable."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise DataError(f"{path}: SQLite database file not found")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: not a readable SQLite database ({exc})") from exc
+    return conn
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlite_schema(db_path: str | Path, *, sample_rows: int = 0) -> str:
+    """DDL of a SQLite file's tables and views, optionally with N example rows per table.
+
+    Example rows go in a ``/* ... */`` comment after each CREATE TABLE statement.
+    """
+    if sample_rows < 0:
+        raise ValueError(f"sample_rows must be >= 0, got {sample_rows}")
+    conn = open_readonly(db_path)
+    try:
+        entries = conn.execute(
+            "SELECT type, name, sql FROM sqlite_master "
+            "WHERE type IN ('table', 'view') AND sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        ).fetchall()
+        parts: list[str] = []
+        for kind, name, sql in entries:
+            ddl = sql.strip().rstrip(";") + ";"
+            if kind == "table" and sample_rows:
+                cur = conn.execute(
+                    f"SELECT * FROM {_quote_identifier(name)} LIMIT ?", (sample_rows,)
+                )
+                columns = [d[0] for d in cur.description]
+                rows = cur.fetchall()
+                if rows:
+                    lines = [f"/* {len(rows)} example rows from {name}:", "\t".join(columns)]
+                    lines += ["\t".join(_cell(v) for v in row) for row in rows]
+                    ddl += "\n" + "\n".join(lines) + "\n*/"
+            parts.append(ddl)
+    except sqlite3.Error as exc:
+        raise DataError(f"{db_path}: could not read the schema ({exc})") from exc
+    finally:
+        conn.close()
+    return "\n".join(parts)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    text = str(value).replace("\n", " ").replace("*/", "* /")
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,287 @@
+"""Databases for checking SQL: built from a gretel context or opened read-only.
+
+A :class:`Database` keeps one *base* connection that nothing untrusted (the
+gold query included) ever runs on. Every :meth:`Database.run` copies the base
+into a fresh ``:memory:`` connection with the SQLite backup API, hardens the
+copy (:func:`sqlgrpo.sql.sandbox.harden`) and runs the statement there, so no
+statement can see what another one did. (Running DML on the base would leave
+a write transaction open, after which ``backup()`` waits forever.)
+
+:class:`DatabaseCache` builds each distinct context or file once (LRU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from urllib.request import pathname2url
+
+from sqlgrpo.sql.errors import ErrorClass
+from sqlgrpo.sql.sandbox import (
+    DEFAULT_LIMITS,
+    ExecResult,
+    SandboxLimits,
+    failure,
+    harden,
+    run_untrusted,
+)
+from sqlgrpo.sql.statements import QUERY_TYPES, split_statements, statement_type
+
+logger = logging.getLogger(__name__)
+
+#: Dialects tried, in order, when SQLite rejects a context statement.
+TRANSPILE_DIALECTS = ("mysql", "postgres", "tsql", "oracle")
+#: Files up to this size are copied into memory once; bigger ones are read in place.
+DEFAULT_MAX_COPY_BYTES = 256 * 1024 * 1024
+
+
+def _memory_connection() -> sqlite3.Connection:
+    return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+
+
+class Database:
+    """One database: a pristine base plus a way to run statements on copies."""
+
+    def __init__(
+        self,
+        key: str,
+        base: sqlite3.Connection,
+        limits: SandboxLimits,
+        *,
+        diagnostics: list[str] | None = None,
+        build_error: str | None = None,
+        shared_read_only: bool = False,
+    ) -> None:
+        self.key = key
+        self.diagnostics: list[str] = diagnostics if diagnostics is not None else []
+        self.build_error = build_error
+        self.limits = limits
+        self._base = base
+        self._lock = threading.Lock()
+        self._shared_guard = harden(base, limits, read_only=True) if shared_read_only else None
+
+    @classmethod
+    def from_context(
+        cls, sql_context: str, limits: SandboxLimits = DEFAULT_LIMITS, *, key: str | None = None
+    ) -> Database:
+        """Build an in-memory database from a CREATE/INSERT script.
+
+        Statements SQLite rejects are transpiled with sqlglot from
+        :data:`TRANSPILE_DIALECTS`; each rewrite is noted in ``diagnostics``.
+        Statements that fail anyway are listed in ``build_error``.
+        """
+        key = key or context_key(sql_context)
+        base = _memory_connection()
+        guard = harden(base, limits)
+        diagnostics: list[str] = []
+        errors: list[str] = []
+        for number, statement in enumerate(split_statements(sql_context), start=1):
+            guard.arm(limits.timeout_s * 5)
+            try:
+                base.execute(statement).close()
+                continue
+            except Exception as exc:  # noqa: BLE001 - dataset text, report and go on
+                error = str(exc)
+            dialect = _run_transpiled(base, statement, guard, limits)
+            if dialect is not None:
+                diagnostics.append(f"statement {number}: transpiled from {dialect} ({error})")
+            else:
+                errors.append(f"statement {number}: {error}: {statement[:120]}")
+        if base.in_transaction:
+            base.commit()
+        base.set_authorizer(None)
+        base.set_progress_handler(None, 0)
+        build_error = "; ".join(errors) if errors else None
+        if build_error:
+            logger.debug("context %s did not build: %s", key, build_error)
+        return cls(key, base, limits, diagnostics=diagnostics, build_error=build_error)
+
+    @classmethod
+    def from_path(
+        cls,
+        db_path: str | Path,
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        *,
+        max_copy_bytes: int = DEFAULT_MAX_COPY_BYTES,
+    ) -> Database:
+        """Open an existing SQLite file read-only (URI ``mode=ro``).
+
+        Raises FileNotFoundError for a missing path (never creates a file) and
+        ValueError for a file that is not a SQLite database. Files up to
+        ``max_copy_bytes`` are copied into memory once; larger ones answer
+        SELECTs on a shared read-only connection and copy only for writes.
+        """
+        path = Path(db_path).expanduser().resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"SQLite database not found: {db_path}")
+        uri = f"file:{pathname2url(str(path))}?mode=ro"
+        source = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            source.close()
+            raise ValueError(f"{db_path}: not a readable SQLite database ({exc})") from exc
+        key = f"file:{path}"
+        size = path.stat().st_size
+        if size <= max_copy_bytes:
+            base = _memory_connection()
+            source.backup(base)
+            source.close()
+            return cls(key, base, limits, diagnostics=[f"copied {size} bytes into memory"])
+        return cls(
+            key,
+            source,
+            limits,
+            diagnostics=[f"{size} bytes: SELECTs read the file in place (read-only)"],
+            shared_read_only=True,
+        )
+
+    def run(
+        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+    ) -> ExecResult:
+        """Run one untrusted statement on a pristine copy; never raises.
+
+        ``allow_multiple`` lets a trusted script (gold SQL) run several
+        statements in order; the result is the last one's.
+        """
+        if self.build_error is not None:
+            try:
+                stype = statement_type(sql)
+            except Exception:  # noqa: BLE001
+                stype = "UNKNOWN"
+            return failure(stype, ErrorClass.OTHER, f"database did not build: {self.build_error}")
+        try:
+            if self._shared_guard is not None and not (capture_state or allow_multiple):
+                if isinstance(sql, str) and statement_type(sql) in QUERY_TYPES:
+                    with self._lock:
+                        return run_untrusted(self._base, sql, self.limits, guard=self._shared_guard)
+            copy = self.copy()
+        except Exception as exc:  # noqa: BLE001
+            return failure("UNKNOWN", ErrorClass.OTHER, f"could not copy the database: {exc}")
+        try:
+            return run_untrusted(
+                copy, sql, self.limits, capture_state=capture_state, allow_multiple=allow_multiple
+            )
+        finally:
+            copy.close()
+
+    def copy(self) -> sqlite3.Connection:
+        """A fresh, unhardened ``:memory:`` copy of the base (caller closes it)."""
+        copy = _memory_connection()
+        with self._lock:
+            self._base.backup(copy)
+        return copy
+
+    def tables(self) -> list[str]:
+        """Names of the ordinary tables, sorted."""
+        with self._lock:
+            rows = self._base.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def close(self) -> None:
+        """Close the base connection."""
+        self._base.close()
+
+
+def _run_transpiled(
+    conn: sqlite3.Connection, statement: str, guard, limits: SandboxLimits
+) -> str | None:
+    """Execute ``statement`` rewritten by sqlglot; returns the dialect that worked."""
+    import sqlglot  # lazy: only contexts SQLite rejects pay for it
+
+    for dialect in TRANSPILE_DIALECTS:
+        try:
+            rewritten = sqlglot.transpile(statement, read=dialect, write="sqlite")
+        except Exception:  # noqa: BLE001 - sqlglot errors, recursion, ...
+            continue
+        if not rewritten:
+            continue
+        guard.arm(limits.timeout_s * 5)
+        try:
+            conn.execute("SAVEPOINT transpile")
+            for piece in rewritten:
+                conn.execute(piece).close()
+            conn.execute("RELEASE transpile")
+            return dialect
+        except Exception:  # noqa: BLE001
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO transpile")
+                conn.execute("RELEASE transpile")
+    return None
+
+
+def context_key(sql_context: str) -> str:
+    """Cache key of a context script."""
+    digest = hashlib.blake2b(sql_context.encode("utf-8", "surrogatepass"), digest_size=12)
+    return "ctx:" + digest.hexdigest()
+
+
+class DatabaseCache:
+    """Build each distinct context / open each file once; LRU of ``max_entries``."""
+
+    def __init__(
+        self,
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        max_entries: int = 512,
+        max_copy_bytes: int = DEFAULT_MAX_COPY_BYTES,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"DatabaseCache.max_entries must be >= 1, got {max_entries}")
+        self.limits = limits
+        self.max_entries = max_entries
+        self.max_copy_bytes = max_copy_bytes
+        self._entries: OrderedDict[str, Database] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, *, sql_context: str | None = None, db_path: str | None = None) -> Database:
+        """The database for a context script or a SQLite file (exactly one of them).
+
+        Raises ValueError when neither or both are given, FileNotFoundError /
+        ValueError for a bad ``db_path`` (see :meth:`Database.from_path`).
+        """
+        if (sql_context is None) == (db_path is None):
+            raise ValueError("DatabaseCache.get needs exactly one of sql_context or db_path")
+        if sql_context is not None:
+            key = context_key(sql_context)
+        else:
+            key = f"file:{Path(db_path).expanduser().resolve()}"
+        with self._lock:
+            database = self._entries.get(key)
+            if database is not None:
+                self._entries.move_to_end(key)
+                return database
+        if sql_context is not None:
+            database = Database.from_context(sql_context, self.limits, key=key)
+        else:
+            database = Database.from_path(db_path, self.limits, max_copy_bytes=self.max_copy_bytes)
+        with self._lock:
+            self._entries[key] = database
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return database
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Forget every cached database."""
+        with self._lock:
+            self._entries.clear()
+
+    def __getstate__(self) -> dict:
+        # Connections cannot be pickled; a copy in another process starts empty.
+        return {
+            "limits": self.limits,
+            "max_entries": self.max_entries,
+            "max_copy_bytes": self.max_copy_bytes,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)

@@ -1,0 +1,226 @@
+"""Gold-versus-prediction execution checks, with the gold result cached.
+
+:class:`ExecutionChecker` runs the gold statement once per (database, gold SQL)
+(bounded LRU, so GRPO's G completions per prompt and later steps reuse it) and
+each prediction on its own pristine copy. SELECT golds are compared with a
+named rule (:mod:`sqlgrpo.sql.compare`); every other gold (INSERT, UPDATE,
+DELETE, ...) is judged by the state of every table after the statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
+from sqlgrpo.sql.database import Database, DatabaseCache
+from sqlgrpo.sql.errors import ErrorClass
+from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
+from sqlgrpo.sql.statements import QUERY_TYPES, has_order_by, statement_type
+
+logger = logging.getLogger(__name__)
+
+GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")
+
+
+@dataclass
+class ExecutionOutcome:
+    """Everything a reward or an evaluation needs about one prediction."""
+
+    pred_sql: str | None
+    gold: ExecResult
+    pred: ExecResult | None  # None when no SQL could be extracted
+    gold_kind: str  # one of GOLD_KINDS
+    statement_type_match: bool
+    executed: bool  # prediction ran without error
+    match: bool  # correct under the rule (non-SELECT gold: state match)
+    similarity: float  # 0..1, set Jaccard of rows for SELECT (seed rule)
+    error_class: ErrorClass | None  # the prediction's, when it failed
+    rule: str = "seed"
+    order_matters: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-safe diagnostics: types, kinds, counts and errors, never rows."""
+        pred = self.pred
+        return {
+            "rule": self.rule,
+            "gold_kind": self.gold_kind,
+            "gold_type": self.gold.statement_type,
+            "gold_ok": self.gold.ok,
+            "gold_rows": len(self.gold.rows),
+            "gold_error": self.gold.error_message,
+            "pred_type": pred.statement_type if pred is not None else None,
+            "pred_rows": len(pred.rows) if pred is not None else None,
+            "pred_truncated": pred.truncated if pred is not None else None,
+            "case_fixed": pred.case_fixed if pred is not None else False,
+            "statement_type_match": self.statement_type_match,
+            "executed": self.executed,
+            "match": self.match,
+            "similarity": round(self.similarity, 6),
+            "order_matters": self.order_matters,
+            "error_class": self.error_class.value if self.error_class is not None else None,
+            "error_message": pred.error_message if pred is not None else None,
+            "pred_elapsed_s": round(pred.elapsed_s, 6) if pred is not None else None,
+        }
+
+
+def gold_kind(gold: ExecResult) -> str:
+    """Classify a gold result: select_rows, select_empty, dml, other or gold_error."""
+    if not gold.ok:
+        return "gold_error"
+    if gold.statement_type in QUERY_TYPES:
+        return "select_rows" if gold.rows else "select_empty"
+    if gold.state is not None and gold.statement_type in ("INSERT", "UPDATE", "DELETE", "REPLACE"):
+        return "dml"
+    return "other"
+
+
+class ExecutionChecker:
+    """Run gold and predicted SQL in the sandbox and compare them."""
+
+    def __init__(
+        self,
+        rule: str = "seed",
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        cache: DatabaseCache | None = None,
+        max_gold_entries: int = 4096,
+    ) -> None:
+        if rule not in COMPARE_RULES:
+            raise ValueError(f"unknown comparison rule {rule!r}; choose one of {COMPARE_RULES}")
+        self.rule = rule
+        self.limits = limits
+        self.cache = cache if cache is not None else DatabaseCache(limits)
+        self.max_gold_entries = max_gold_entries
+        self._gold: OrderedDict[tuple[str, str], tuple[ExecResult, bool]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def database(self, *, sql_context: str | None = None, db_path: str | None = None) -> Database:
+        """The cached database for a context or a file (raises on a bad path)."""
+        return self.cache.get(sql_context=sql_context, db_path=db_path)
+
+    def gold_result(
+        self, gold_sql: str, *, sql_context: str | None = None, db_path: str | None = None
+    ) -> ExecResult:
+        """The gold statement's result, run once per (database, SQL); never raises.
+
+        Non-SELECT golds run with ``capture_state=True``. Gold SQL is a trusted
+        script: stacked statements run in order and the last result counts. A
+        database that cannot be opened or built gives a failed result naming
+        the problem.
+        """
+        return self._gold_entry(gold_sql, sql_context, db_path)[1]
+
+    def _gold_entry(
+        self, gold_sql: str, sql_context: str | None, db_path: str | None
+    ) -> tuple[Database | None, ExecResult, bool]:
+        """(database, gold result, gold orders its rows), the last two cached."""
+        try:
+            database = self.database(sql_context=sql_context, db_path=db_path)
+        except Exception as exc:  # noqa: BLE001 - reported as a gold error
+            return None, failure("UNKNOWN", ErrorClass.OTHER, f"database unavailable: {exc}"), False
+        key = (database.key, gold_sql)
+        with self._lock:
+            cached = self._gold.get(key)
+            if cached is not None:
+                self._gold.move_to_end(key)
+                return database, cached[0], cached[1]
+        capture = _statement_type(gold_sql) not in QUERY_TYPES
+        result = database.run(gold_sql, capture_state=capture, allow_multiple=True)
+        order_matters = _has_order_by(gold_sql)
+        with self._lock:
+            self._gold[key] = (result, order_matters)
+            while len(self._gold) > self.max_gold_entries:
+                self._gold.popitem(last=False)
+        return database, result, order_matters
+
+    def check(
+        self,
+        pred_sql: str | None,
+        gold_sql: str,
+        *,
+        sql_context: str | None = None,
+        db_path: str | None = None,
+    ) -> ExecutionOutcome:
+        """Run ``pred_sql`` and compare it with the gold; never raises."""
+        database, gold, order_matters = self._gold_entry(gold_sql, sql_context, db_path)
+        kind = gold_kind(gold)
+        try:
+            return self._check(pred_sql, gold_sql, gold, kind, database, order_matters)
+        except Exception as exc:  # noqa: BLE001 - a reward must never raise
+            logger.warning("execution check failed unexpectedly: %s", exc)
+            pred = failure("UNKNOWN", ErrorClass.OTHER, f"check failed: {exc}")
+            return ExecutionOutcome(
+                pred_sql, gold, pred, kind, False, False, False, 0.0, ErrorClass.OTHER, self.rule
+            )
+
+    def _check(
+        self,
+        pred_sql: str | None,
+        gold_sql: str,
+        gold: ExecResult,
+        kind: str,
+        database: Database | None,
+        gold_order_matters: bool,
+    ) -> ExecutionOutcome:
+        if pred_sql is None:
+            return ExecutionOutcome(
+                None, gold, None, kind, False, False, False, 0.0, None, self.rule
+            )
+        gold_type = gold.statement_type if gold.ok else _statement_type(gold_sql)
+        by_state = gold_type not in QUERY_TYPES
+        if database is None:  # bad db_path: the gold failed for the same reason
+            pred = failure(_statement_type(pred_sql), ErrorClass.OTHER, gold.error_message or "")
+        else:
+            pred = database.run(pred_sql, capture_state=by_state)
+        type_match = pred.statement_type == gold_type
+        order_matters = False
+        if not pred.ok:
+            match, similarity = False, 0.0
+        elif by_state:
+            match = type_match and states_match(gold, pred)
+            similarity = 1.0 if match else 0.0
+        else:
+            order_matters = gold_order_matters
+            result = compare_results(gold, pred, self.rule, order_matters=order_matters)
+            match, similarity = result.exact, result.similarity
+        return ExecutionOutcome(
+            pred_sql=pred_sql,
+            gold=gold,
+            pred=pred,
+            gold_kind=kind,
+            statement_type_match=type_match,
+            executed=pred.ok,
+            match=match,
+            similarity=similarity,
+            error_class=pred.error_class,
+            rule=self.rule,
+            order_matters=order_matters,
+        )
+
+    def __getstate__(self) -> dict:
+        # sqlite connections cannot be pickled: a copy starts with empty caches.
+        return {
+            "rule": self.rule,
+            "limits": self.limits,
+            "cache": self.cache,
+            "max_gold_entries": self.max_gold_entries,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+
+def _has_order_by(sql: str) -> bool:
+    try:
+        return has_order_by(sql)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _statement_type(sql: str) -> str:
+    try:
+        return statement_type(sql) if isinstance(sql, str) else "UNKNOWN"
+    except Exception:  # noqa: BLE001
+        return "UNKNOWN"
