@@ -1,0 +1,203 @@
+"""Execution reward (SPEC 2.4): run the generated and the gold SQL in the sandbox and compare.
+
+Per completion, with ``w`` the weight and ``base = 0.1`` when the prediction's statement type
+equals the gold's (else 0); all values below are fractions of ``w``:
+
+* no SQL in ``<sql>`` tags, no gold, or a gold that fails to run: 0
+* the prediction fails: ``ERROR_CREDIT[error_class]`` (0 .. 0.2; no base, so a syntax error is 0)
+* SELECT gold, SELECT prediction that runs: 1 on a match under ``rule``, else
+  ``max(base + 0.3, 0.5 * similarity)``
+* DML gold (INSERT / UPDATE / DELETE / REPLACE), DML prediction that runs: ``base + 0.5``
+  (``base + 0.4`` when it ran only after fixing table-name case). With ``state_match``: 1 when
+  the resulting database equals the gold's (0.8 after a case fix), else ``base + 0.3``.
+* any other pairing that runs (an UPDATE for a SELECT question, a SELECT for a DML one, DDL):
+  1 on a match, else ``base`` (the run credits above are for answering in the gold's kind)
+* ``strict``: 1 for a match under ``rule`` (DML by state) in a completion that passes the strict
+  format check, else 0: no credit for merely running.
+
+Never raises on model output; an unexpected failure of the checker scores 0 and is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlgrpo.rewards.base import Reward, column, text_or_none
+from sqlgrpo.rewards.format import strict_format_ok
+from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.errors import ERROR_CREDIT, ErrorClass
+from sqlgrpo.sql.parsing import extract_sql
+from sqlgrpo.sql.sandbox import SandboxLimits
+from sqlgrpo.sql.statements import DML_TYPES, QUERY_TYPES
+
+logger = logging.getLogger(__name__)
+
+TYPE_MATCH_CREDIT = 0.1
+SELECT_RAN_CREDIT = 0.3
+SELECT_SIMILARITY_SCALE = 0.5
+DML_RAN_CREDIT = 0.5
+DML_CASE_FIXED_CREDIT = 0.4
+STATE_MATCH_CASE_FIXED = 0.8
+#: Match kinds reported per completion (``log_extra`` column ``match_kind``).
+MATCH_KINDS = (
+    "exact", "state_match", "partial", "ran", "wrong_state", "error", "no_sql", "no_gold",
+    "gold_error", "format_gate", "no_match", "wrong_kind", "internal_error",
+)  # fmt: skip
+
+
+def execution_score(
+    outcome: Any, *, state_match: bool = False, strict: bool = False
+) -> tuple[float, str]:
+    """Unweighted SPEC 2.4 credit for one :class:`ExecutionOutcome`, and its match kind."""
+    if outcome.pred is None:
+        return 0.0, "no_sql"
+    if outcome.gold_kind == "gold_error":
+        return 0.0, "gold_error"
+    if strict:
+        if outcome.match:
+            return 1.0, "exact"
+        return 0.0, "no_match" if outcome.executed else "error"
+    if not outcome.executed:
+        error_class = outcome.error_class or ErrorClass.OTHER
+        return ERROR_CREDIT.get(error_class, 0.0), "error"
+    base = TYPE_MATCH_CREDIT if outcome.statement_type_match else 0.0
+    pred_type = outcome.pred.statement_type
+    if pred_type in QUERY_TYPES and outcome.gold_kind in ("select_rows", "select_empty"):
+        if outcome.match:
+            return 1.0, "exact"
+        ran = base + SELECT_RAN_CREDIT
+        partial = SELECT_SIMILARITY_SCALE * outcome.similarity
+        return (partial, "partial") if partial > ran else (ran, "ran")
+    if pred_type in DML_TYPES and outcome.gold_kind == "dml":
+        case_fixed = bool(outcome.pred.case_fixed)
+        if state_match:
+            if outcome.match:
+                return (STATE_MATCH_CASE_FIXED if case_fixed else 1.0), "state_match"
+            return base + SELECT_RAN_CREDIT, "wrong_state"
+        return base + (DML_CASE_FIXED_CREDIT if case_fixed else DML_RAN_CREDIT), "ran"
+    if outcome.match:
+        return 1.0, "exact"
+    return base, "wrong_kind"
+
+
+class ExecutionReward(Reward):
+    """SPEC 2.4 execution reward over an :class:`ExecutionChecker` (one per reward object).
+
+    ``rule`` is the result comparison rule (seed, spider or bird); ``state_match`` credits
+    DML by the database state it leaves; ``strict`` gives credit only for a correct result
+    and gates on the strict format; ``limits`` are the sandbox limits. The checker (with its
+    database and gold-result caches) is built on first use and dropped when pickled.
+    """
+
+    default_name = "execute_query_reward_func"
+    default_weight = 1.2
+
+    def __init__(
+        self,
+        weight: float | None = None,
+        prefill: str = "",
+        rule: str = "seed",
+        state_match: bool = False,
+        strict: bool = False,
+        limits: SandboxLimits | None = None,
+        name: str | None = None,
+    ):
+        if rule not in COMPARE_RULES:
+            raise ValueError(
+                f"unknown comparison rule {rule!r}; choose from {', '.join(COMPARE_RULES)}"
+            )
+        super().__init__(weight=weight, prefill=prefill, name=name)
+        self.rule = rule
+        self.state_match = bool(state_match)
+        self.strict = bool(strict)
+        self.limits = limits if limits is not None else SandboxLimits()
+        self._checker = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_checker"] = None
+        return state
+
+    @property
+    def checker(self) -> Any:
+        """The :class:`ExecutionChecker` (built lazily, cached gold results and databases)."""
+        if self._checker is None:
+            from sqlgrpo.sql.execution import ExecutionChecker
+
+            self._checker = ExecutionChecker(rule=self.rule, limits=self.limits)
+        return self._checker
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> list[float]:
+        """One reward per completion; requires the ``sql`` (gold) column."""
+        n = len(completions)
+        if "sql" not in kwargs:
+            raise ValueError(
+                f"{self.__name__} needs the gold SQL column 'sql' among the reward kwargs"
+            )
+        golds = column(kwargs, "sql", n)
+        contexts, db_paths = column(kwargs, "sql_context", n), column(kwargs, "db_path", n)
+        rewards: list[float] = []
+        types: list[str] = []
+        errors: list[str] = []
+        kinds: list[str] = []
+        memo: dict[tuple, tuple[float, str, str, str]] = {}
+        for text, gold, context, db_path in zip(
+            self.texts(completions), golds, contexts, db_paths, strict=True
+        ):
+            credit, kind, pred_type, error = self._score_one(text, gold, context, db_path, memo)
+            rewards.append(credit * self.weight)
+            kinds.append(kind)
+            types.append(pred_type)
+            errors.append(error)
+        metrics = {}
+        if n:
+            metrics = {
+                f"{kind}_rate": kinds.count(kind) / n
+                for kind in ("exact", "state_match", "error", "no_sql", "gold_error")
+            }
+        self.log(
+            kwargs, {"statement_type": types, "error_class": errors, "match_kind": kinds}, metrics
+        )
+        return rewards
+
+    def _score_one(
+        self, text: str, gold: Any, context: Any, db_path: Any, memo: dict[tuple, Any]
+    ) -> tuple[float, str, str, str]:
+        """(credit fraction, match kind, predicted statement type, error class) for one row.
+
+        ``memo`` holds this call's results: a group's identical predictions for one sample run
+        once (every prediction runs on a pristine copy, so the result cannot differ).
+        """
+        gold_sql = text_or_none(gold)
+        if gold_sql is None:
+            return 0.0, "no_gold", "", ""
+        pred_sql = extract_sql(text)
+        if pred_sql is None:
+            return 0.0, "no_sql", "", ""
+        if self.strict and not strict_format_ok(text):
+            return 0.0, "format_gate", "", ""
+        key = (pred_sql, gold_sql, text_or_none(context), text_or_none(db_path))
+        if key in memo:
+            return memo[key]
+        memo[key] = result = self._check(pred_sql, gold_sql, key[2], key[3])
+        return result
+
+    def _check(
+        self, pred_sql: str, gold_sql: str, context: str | None, db_path: str | None
+    ) -> tuple[float, str, str, str]:
+        """Run one prediction through the checker and score it."""
+        try:
+            outcome = self.checker.check(pred_sql, gold_sql, sql_context=context, db_path=db_path)
+            credit, kind = execution_score(
+                outcome, state_match=self.state_match, strict=self.strict
+            )
+        except Exception:  # the sandbox should never raise; if it does, score 0 and go on
+            logger.exception("%s: execution check failed", self.__name__)
+            return 0.0, "internal_error", "", ""
+        pred_type = outcome.pred.statement_type if outcome.pred is not None else ""
+        error = outcome.error_class.value if outcome.error_class is not None else ""
+        return credit, kind, pred_type, error

@@ -1,0 +1,128 @@
+"""Rewards by name, and named profiles (ordered reward lists) for training and scoring.
+
+Profiles:
+
+* ``spec``: SPEC section 3's list and weights: soft format (1.0), execution (1.2), reasoning
+  quality (0.7), complexity (0.6).
+* ``strict``: strict format (1.0); execution (1.2) in strict mode: full weight only for a
+  correct result under the comparison rule (DML by resulting state), 0 otherwise, and 0 for
+  any completion that fails the strict format (format as a gate); reasoning quality (0.7) and
+  complexity (0.6) as in ``spec``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from sqlgrpo.rewards.base import Reward
+from sqlgrpo.rewards.complexity import ComplexityReward
+from sqlgrpo.rewards.execution import ExecutionReward
+from sqlgrpo.rewards.format import FormatReward
+from sqlgrpo.rewards.reasoning import ReasoningReward
+
+#: name -> (class, fixed constructor options). The SPEC's function names are aliases.
+REWARDS: dict[str, tuple[type[Reward], dict[str, Any]]] = {
+    "soft_format": (FormatReward, {"strict": False}),
+    "strict_format": (FormatReward, {"strict": True}),
+    "complexity": (ComplexityReward, {}),
+    "reasoning_quality": (ReasoningReward, {}),
+    "execution": (ExecutionReward, {}),
+}
+REWARD_ALIASES: dict[str, str] = {
+    "soft_format_reward_func": "soft_format",
+    "strict_format_reward_func": "strict_format",
+    "complexity_reward": "complexity",
+    "reasoning_quality_reward": "reasoning_quality",
+    "execute_query_reward_func": "execution",
+    "sql_correctness": "execution",
+    "format": "soft_format",
+    "reasoning": "reasoning_quality",
+}
+#: profile -> ordered (reward name, fixed options).
+REWARD_PROFILES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "spec": [
+        ("soft_format", {}),
+        ("execution", {}),
+        ("reasoning_quality", {}),
+        ("complexity", {}),
+    ],
+    "strict": [
+        ("strict_format", {}),
+        ("execution", {"strict": True}),
+        ("reasoning_quality", {}),
+        ("complexity", {}),
+    ],
+}
+
+
+def _canonical(name: str) -> str:
+    """Registry key for ``name`` or one of its aliases; ``ValueError`` listing the choices."""
+    key = REWARD_ALIASES.get(name, name)
+    if key not in REWARDS:
+        choices = ", ".join(sorted([*REWARDS, *REWARD_ALIASES]))
+        raise ValueError(f"unknown reward {name!r}; choose from {choices}")
+    return key
+
+
+def _accepted(cls: type[Reward]) -> set[str]:
+    """Constructor keyword names of a reward class."""
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def build_reward(
+    name: str, /, weight: float | None = None, **options: Any
+) -> Callable[..., list[float]]:
+    """A reward object by registry name (or alias) with an optional weight and options.
+
+    ``options`` are constructor keywords of the reward class (``prefill``, ``rule``,
+    ``state_match``, ``strict``, ``limits``, ``name``); an unknown one raises ``ValueError``.
+    """
+    cls, fixed = REWARDS[_canonical(name)]
+    unknown = set(options) - _accepted(cls)
+    if unknown:
+        raise ValueError(
+            f"reward {name!r} does not take option(s) {', '.join(sorted(unknown))}; "
+            f"it takes {', '.join(sorted(_accepted(cls) - {'weight'}))}"
+        )
+    return cls(weight=weight, **{**fixed, **options})
+
+
+def build_profile(
+    name: str,
+    prefill: str = "",
+    weights: dict[str, float] | None = None,
+    **options: Any,
+) -> list[Callable[..., list[float]]]:
+    """The rewards of profile ``name``, in order, each with ``prefill``.
+
+    ``weights`` overrides weights by reward name or alias. Each of ``options`` goes to every
+    reward of the profile that accepts it (e.g. ``rule``, ``limits``, ``state_match`` to the
+    execution reward); an option no reward accepts raises ``ValueError``.
+    """
+    if name not in REWARD_PROFILES:
+        raise ValueError(
+            f"unknown reward profile {name!r}; choose from {', '.join(REWARD_PROFILES)}"
+        )
+    overrides = {_canonical(k): float(v) for k, v in (weights or {}).items()}
+    entries = REWARD_PROFILES[name]
+    unused = set(overrides) - {reward for reward, _ in entries}
+    if unused:
+        raise ValueError(f"profile {name!r} has no reward(s) {', '.join(sorted(unused))} to weight")
+    used: set[str] = set()
+    rewards = []
+    for reward_name, fixed in entries:
+        cls = REWARDS[reward_name][0]
+        accepted = _accepted(cls)
+        extra = {k: v for k, v in options.items() if k in accepted and k not in fixed}
+        used |= set(extra)
+        rewards.append(
+            build_reward(reward_name, overrides.get(reward_name), prefill=prefill, **fixed, **extra)
+        )
+    unknown = set(options) - used
+    if unknown:
+        raise ValueError(
+            f"no reward in profile {name!r} takes option(s) {', '.join(sorted(unknown))}"
+        )
+    return rewards

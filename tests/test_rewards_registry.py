@@ -1,0 +1,141 @@
+"""Public names, registry, profiles, pickling and completion_text."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import sqlgrpo.rewards as rewards
+from sqlgrpo.rewards import (
+    REWARD_PROFILES,
+    REWARDS,
+    ComplexityReward,
+    ExecutionReward,
+    FormatReward,
+    ReasoningReward,
+    build_profile,
+    build_reward,
+    completion_text,
+)
+from sqlgrpo.sql.sandbox import SandboxLimits
+
+SPEC_NAMES = {
+    "soft_format_reward_func": 1.0,
+    "strict_format_reward_func": 1.0,
+    "complexity_reward": 0.6,
+    "reasoning_quality_reward": 0.7,
+    "execute_query_reward_func": 1.2,
+}
+COMPLETION = (
+    "<reasoning>\nFirst, the wind_farms table.\nThen filter the country column.\n</reasoning>\n"
+    "<sql>SELECT name FROM wind_farms WHERE country = 'USA'</sql>"
+)
+COLUMNS = {
+    "sql": ["SELECT name FROM wind_farms WHERE country = 'USA'"],
+    "sql_context": [
+        "CREATE TABLE wind_farms (name TEXT, country TEXT); INSERT INTO wind_farms VALUES ('a', 'USA');"
+    ],
+}
+
+
+@pytest.mark.parametrize(("name", "weight"), SPEC_NAMES.items())
+def test_spec_names_weights_and_trl_name(name: str, weight: float) -> None:
+    from trl.trainer.utils import get_callable_name
+
+    func = getattr(rewards, name)
+    assert func.__name__ == name
+    assert get_callable_name(func) == name
+    assert func.weight == weight
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_every_reward_pickles_round_trip_and_scores_the_same(name: str) -> None:
+    func = getattr(rewards, name)
+    before = func(["p"], [COMPLETION], **COLUMNS)
+    copy = pickle.loads(pickle.dumps(func))
+    assert type(copy) is type(func) and copy.__name__ == name and copy.weight == func.weight
+    assert copy(["p"], [COMPLETION], **COLUMNS) == before
+    assert all(isinstance(x, float) for x in before)
+
+
+def test_completion_text_forms() -> None:
+    assert completion_text("abc") == "abc"
+    assert completion_text("abc", "<reasoning>\n") == "<reasoning>\nabc"
+    assert completion_text([{"role": "assistant", "content": "abc"}]) == "abc"
+    assert (
+        completion_text(
+            [
+                {
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                }
+            ]
+        )
+        == "ab"
+    )
+    assert completion_text([{"role": "assistant", "content": None}]) == ""
+    assert completion_text(None) == ""
+
+
+def test_build_reward_by_name_and_alias() -> None:
+    reward = build_reward("execution", weight=2.0, rule="spider", state_match=True)
+    assert isinstance(reward, ExecutionReward)
+    assert (reward.weight, reward.rule, reward.state_match, reward.__name__) == (
+        2.0,
+        "spider",
+        True,
+        "execute_query_reward_func",
+    )
+    assert isinstance(build_reward("reasoning_quality_reward"), ReasoningReward)
+    assert build_reward("strict_format").strict is True
+    assert build_reward("complexity").weight == 0.6
+    assert build_reward("soft_format", name="fmt").__name__ == "fmt"
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        build_reward("nope")
+    with pytest.raises(ValueError, match="does not take option"):
+        build_reward("complexity", rule="spider")
+
+
+def test_registry_covers_every_class() -> None:
+    classes = {cls for cls, _ in REWARDS.values()}
+    assert classes == {FormatReward, ComplexityReward, ReasoningReward, ExecutionReward}
+
+
+def test_spec_profile_order_and_weights() -> None:
+    funcs = build_profile("spec")
+    assert [f.__name__ for f in funcs] == [
+        "soft_format_reward_func", "execute_query_reward_func", "reasoning_quality_reward", "complexity_reward",
+    ]  # fmt: skip
+    assert [f.weight for f in funcs] == [1.0, 1.2, 0.7, 0.6]
+
+
+def test_strict_profile_gates_and_routes_options() -> None:
+    limits = SandboxLimits(timeout_s=0.5)
+    funcs = build_profile(
+        "strict", prefill="<reasoning>\n", rule="bird", limits=limits, weights={"execution": 3.0}
+    )
+    assert [f.__name__ for f in funcs] == [
+        "strict_format_reward_func", "execute_query_reward_func", "reasoning_quality_reward", "complexity_reward",
+    ]  # fmt: skip
+    execution = funcs[1]
+    assert execution.strict and execution.rule == "bird" and execution.limits == limits
+    assert execution.weight == 3.0
+    assert all(f.prefill == "<reasoning>\n" for f in funcs)
+    assert set(REWARD_PROFILES) == {"spec", "strict"}
+
+
+def test_profile_errors() -> None:
+    with pytest.raises(ValueError, match="unknown reward profile"):
+        build_profile("fancy")
+    with pytest.raises(ValueError, match="takes option"):
+        build_profile("spec", colour="red")
+    with pytest.raises(ValueError, match="no reward"):
+        build_profile("spec", weights={"strict_format": 1.0})
+
+
+def test_profiles_score_a_trl_style_batch() -> None:
+    for name in REWARD_PROFILES:
+        for func in build_profile(name):
+            out = func(["p"], [COMPLETION], trainer_state=None, completion_ids=[[1]], **COLUMNS)
+            assert len(out) == 1 and out[0] >= 0.0
