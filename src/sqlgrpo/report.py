@@ -1,0 +1,468 @@
+"""Reports: a self-contained HTML page (PNG plots inlined as base64) and a Markdown twin.
+
+Inputs, each optional but at least one required:
+- a training run folder's ``metrics.jsonl`` (reward curves per component) and
+  ``completions.jsonl`` (sample completions when there is no evaluation);
+- an evaluation folder (``metrics.json`` + ``predictions.jsonl``): the run folder
+  itself or its newest ``eval*`` subfolder, and optionally a baseline one to compare;
+- ``judge_summary.json`` beside the evaluation.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlgrpo.metrics import PairedComparison, compare_runs
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = (
+    ("n", "examples"),
+    ("execution_accuracy", "execution accuracy (strict <sql>)"),
+    ("execution_accuracy_lenient", "execution accuracy (lenient extraction)"),
+    ("execution_accuracy_excluding_empty_gold", "execution accuracy, empty-gold rows excluded"),
+    ("format_rate", "format rate (SPEC 2.1 pattern)"),
+    ("format_rate_strict", "format rate (strict)"),
+    ("executable_rate", "executable rate"),
+    ("pass_at_n", "pass@n (any sample correct)"),
+)
+TIER_KEYS = (
+    ("by_sql_complexity", "complexity tier"),
+    ("by_gold_kind", "gold kind"),
+    ("by_difficulty", "difficulty"),
+)
+_REWARD_KEY = re.compile(r"^rewards/(.+?)(?:/mean)?$")
+
+
+@dataclass
+class ReportConfig:
+    """What to report on and where to write it."""
+
+    run_dir: str = field(metadata={"help": "training run or evaluation folder"})
+    baseline_dir: str | None = field(
+        default=None, metadata={"help": "evaluation to compare against"}
+    )
+    out_dir: str | None = field(default=None, metadata={"help": "output folder (default: run_dir)"})
+    n_examples: int = field(default=4, metadata={"help": "sample completions shown"})
+    title: str | None = field(default=None, metadata={"help": "page title"})
+
+
+@dataclass
+class ReportPaths:
+    """Files the report wrote."""
+
+    html: Path
+    markdown: Path
+    images: list[Path]
+
+
+@dataclass
+class _Figure:
+    name: str
+    caption: str
+    png: bytes
+
+
+@dataclass
+class _Section:
+    title: str
+    html: str = ""
+    markdown: str = ""
+    figures: list[_Figure] = field(default_factory=list)
+
+
+def find_eval_dir(path: Path) -> Path | None:
+    """``path`` when it is an evaluation folder, else its newest ``eval*`` subfolder, else None."""
+    if (path / "metrics.json").exists() and (path / "predictions.jsonl").exists():
+        return path
+    candidates = [
+        p
+        for p in path.glob("eval*")
+        if (p / "metrics.json").exists() and (p / "predictions.jsonl").exists()
+    ]
+    return (
+        max(candidates, key=lambda p: (p / "metrics.json").stat().st_mtime) if candidates else None
+    )
+
+
+def read_jsonl_lenient(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows of a JSONL log and the line numbers that could not be read (e.g. a torn last line)."""
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(lineno)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(lineno)
+    if bad:
+        logger.warning("%s: %d unreadable lines skipped (%s)", path, len(bad), bad[:5])
+    return rows, bad
+
+
+def reward_curves(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per reward component (and the total ``reward``): (step, mean) points from TRL logs."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for i, row in enumerate(rows):
+        step = row.get("step", row.get("global_step", i))
+        for key, value in row.items():
+            if not isinstance(value, int | float) or key.endswith("/std"):
+                continue
+            found = _REWARD_KEY.match(key)
+            name = found.group(1) if found else ("reward (total)" if key == "reward" else None)
+            if name is not None:
+                curves.setdefault(name, []).append((float(step), float(value)))
+    return curves
+
+
+def _png(fig: Any) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_reward_curves(curves: dict[str, list[tuple[float, float]]]) -> bytes:
+    """One panel per reward component, mean reward against training step."""
+    from matplotlib.figure import Figure
+
+    names = sorted(curves, key=lambda n: (n == "reward (total)", n))
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        xs, ys = zip(*curves[name], strict=True)
+        ax.plot(
+            xs, ys, marker="." if len(xs) < 40 else None, color="C0" if k < len(names) - 1 else "C3"
+        )
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def plot_tiers(key: str, label: str, runs: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """Grouped bars: execution accuracy per tier for each evaluation."""
+    from matplotlib.figure import Figure
+
+    tiers = sorted({t for _, m in runs for t in (m.get(key) or {})})
+    fig = Figure(figsize=(max(5.0, 1.4 * len(tiers) + 2), 3.4))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(runs)
+    for j, (name, metrics) in enumerate(runs):
+        groups = metrics.get(key) or {}
+        values = [(groups.get(t) or {}).get("execution_accuracy") or 0.0 for t in tiers]
+        xs = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(tiers))]
+        bars = ax.bar(xs, values, width=width, label=name, color=f"C{j}")
+        for bar, t in zip(bars, tiers, strict=True):
+            n = (groups.get(t) or {}).get("n", 0)
+            ax.annotate(
+                f"n={n}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+    ax.set_xticks(range(len(tiers)))
+    ax.set_xticklabels(tiers, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("execution accuracy")
+    ax.set_title(f"by {label}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> tuple[str, str]:
+    """(HTML, Markdown) renderings of one table."""
+    h = (
+        "<table><thead><tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in header)
+        + "</tr></thead><tbody>"
+    )
+    for row in rows:
+        h += "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>"
+    h += "</tbody></table>"
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    md += "".join(
+        "| " + " | ".join(_fmt(c).replace("|", "\\|") for c in row) + " |\n" for row in rows
+    )
+    return h, md
+
+
+def _metrics_section(runs: list[tuple[str, dict[str, Any]]]) -> _Section:
+    header = ["metric"] + [name for name, _ in runs] + (["change"] if len(runs) == 2 else [])
+    rows: list[list[Any]] = []
+    keys = list(HEADLINE) + [
+        (f"rewards.{r}", f"mean reward: {r}")
+        for r in sorted({r for _, m in runs for r in m.get("rewards", {})})
+    ]
+    for key, label in keys:
+        values = [
+            (m.get("rewards", {}).get(key[8:]) if key.startswith("rewards.") else m.get(key))
+            for _, m in runs
+        ]
+        if all(v is None for v in values):
+            continue
+        row: list[Any] = [label, *values]
+        if len(runs) == 2:
+            a, b = values
+            numeric = isinstance(a, int | float) and isinstance(b, int | float)
+            row.append(
+                (f"{b - a:+.3f}" if isinstance(b - a, float) else f"{b - a:+d}")
+                if numeric
+                else None
+            )
+        rows.append(row)
+    h, md = _table(header, rows)
+    rule = ", ".join(f"{name}: {m.get('compare_rule', '?')}" for name, m in runs)
+    note = f"Results compared with the named rule ({rule}); see docs/evaluation.md."
+    return _Section("Metrics", f"{h}<p class='note'>{html.escape(note)}</p>", f"{md}\n{note}\n")
+
+
+def _paired_section(cmp: PairedComparison, names: tuple[str, str]) -> _Section:
+    rows = [
+        ["shared ids", cmp.n_shared],
+        [f"accuracy {names[0]}", cmp.accuracy_a],
+        [f"accuracy {names[1]}", cmp.accuracy_b],
+        ["gained (wrong → right)", cmp.gained],
+        ["lost (right → wrong)", cmp.lost],
+        ["both right / both wrong", f"{cmp.both_correct} / {cmp.both_wrong}"],
+        ["McNemar exact p-value (two-sided)", cmp.p_value],
+    ]
+    if cmp.only_in_a or cmp.only_in_b:
+        rows.append(["ids in one run only", f"{cmp.only_in_a} / {cmp.only_in_b}"])
+    h, md = _table(["paired comparison", "value"], rows)
+    return _Section("Paired comparison (same examples)", h, md)
+
+
+def _judge_section(summary: dict[str, Any]) -> _Section:
+    rows = []
+    for name, d in summary.get("dimensions", {}).items():
+        rows.append(
+            [
+                name,
+                d.get("n_scored"),
+                d.get("count_4_5"),
+                d.get("count_5"),
+                d.get("mean"),
+                d.get("missing", 0) + d.get("malformed", 0),
+            ]
+        )
+    h1, md1 = _table(["dimension", "scored", "4-5", "5", "mean", "missing/malformed"], rows)
+    ge4 = summary.get("overall_ge_4", {})
+    agree = summary.get("sql_score_vs_execution", {})
+    facts = [
+        [
+            "outputs judged",
+            f"{summary.get('n_scored')} of {summary.get('n')} "
+            f"({summary.get('n_errors', 0)} API errors, {summary.get('n_unparsed', 0)} unparsed)",
+        ],
+        ["overall >= 4.0", f"{ge4.get('count')} / {ge4.get('of')} ({_fmt(ge4.get('share'))})"],
+        [
+            "error types",
+            ", ".join(f"{k}: {v}" for k, v in sorted(summary.get("error_types", {}).items())),
+        ],
+        [
+            "judge SQL score >= 4 agrees with execution match",
+            f"{_fmt(agree.get('rate'))} (n={agree.get('n')})",
+        ],
+        ["judge high but execution wrong", agree.get("judge_high_no_match")],
+    ]
+    h2, md2 = _table(["judge summary", "value"], facts)
+    return _Section("LLM judge", h1 + h2, md1 + "\n" + md2)
+
+
+def _pick_examples(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    right = [r for r in records if r.get("match")]
+    wrong = [r for r in records if not r.get("match")]
+    half = n // 2
+    picked = right[:half] + wrong[: n - half]
+    return picked + [r for r in records if r not in picked][: n - len(picked)]
+
+
+def _examples_section(records: list[dict[str, Any]], n: int) -> _Section:
+    parts_h: list[str] = []
+    parts_md: list[str] = []
+    for r in _pick_examples(records, n):
+        verdict = (
+            "correct" if r.get("match") else f"wrong ({r.get('error_class') or 'result differs'})"
+        )
+        if "match" not in r:
+            verdict = ""
+        rewards = r.get("rewards") or {}
+        reward_txt = ", ".join(f"{k} = {_fmt(v)}" for k, v in rewards.items())
+        output = r.get("raw_output") or r.get("completion") or ""
+        head = f"{r.get('id', '')} {verdict}".strip()
+        parts_h.append(
+            "<div class='example'>"
+            f"<h4>{html.escape(head)}</h4>"
+            f"<p><b>Question:</b> {html.escape(str(r.get('question', '')))}</p>"
+            f"<p><b>Gold:</b> <code>{html.escape(str(r.get('gold_sql') or r.get('sql') or ''))}</code></p>"
+            f"<pre>{html.escape(output)}</pre>"
+            f"<p class='note'><b>Rewards:</b> {html.escape(reward_txt)}</p></div>"
+        )
+        parts_md.append(
+            f"#### {head}\n\n**Question:** {r.get('question', '')}\n\n"
+            f"**Gold:** `{r.get('gold_sql') or r.get('sql') or ''}`\n\n```\n{output}\n```\n\n"
+            f"**Rewards:** {reward_txt}\n"
+        )
+    return _Section("Sample completions", "".join(parts_h), "\n".join(parts_md))
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}
+h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .7em;
+text-align:left}th{background:#f3f3f3}td:not(:first-child){font-variant-numeric:tabular-nums}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:.6em;white-space:pre-wrap;
+word-break:break-word;max-height:22em;overflow:auto;font-size:.85em}
+.note{color:#666;font-size:.9em}.example{border-left:3px solid #ccc;padding-left:.8em;margin:1em 0}
+code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+
+
+def build_report(cfg: ReportConfig) -> ReportPaths:
+    """Write report.html and report.md (plus PNGs for the Markdown) and return their paths."""
+    from sqlgrpo.metrics import read_records
+
+    run = Path(cfg.run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such folder")
+    out = Path(cfg.out_dir) if cfg.out_dir else run
+    sections: list[_Section] = []
+    eval_dir = find_eval_dir(run)
+    base_dir = find_eval_dir(Path(cfg.baseline_dir)) if cfg.baseline_dir else None
+    if cfg.baseline_dir and base_dir is None:
+        raise FileNotFoundError(
+            f"{cfg.baseline_dir}: no evaluation (metrics.json + predictions.jsonl) found"
+        )
+
+    log_path = run / "metrics.jsonl"
+    if log_path.exists():
+        rows, bad = read_jsonl_lenient(log_path)
+        curves = reward_curves(rows)
+        sec = _Section("Training reward curves")
+        if curves:
+            sec.figures.append(
+                _Figure(
+                    "rewards",
+                    "Mean reward per component against training step",
+                    plot_reward_curves(curves),
+                )
+            )
+        else:
+            sec.html = sec.markdown = f"{log_path.name} has no reward columns."
+        if bad:
+            msg = f"{len(bad)} unreadable line(s) in {log_path.name} skipped (lines {bad[:10]})."
+            sec.html += f"<p class='note'>{html.escape(msg)}</p>"
+            sec.markdown += f"\n{msg}\n"
+        sections.append(sec)
+
+    runs: list[tuple[str, dict[str, Any]]] = []
+    if base_dir is not None:
+        runs.append((f"baseline ({base_dir.name})", _load_json(base_dir / "metrics.json")))
+    if eval_dir is not None:
+        runs.append((f"this run ({eval_dir.name})", _load_json(eval_dir / "metrics.json")))
+    if runs:
+        sections.append(_metrics_section(runs))
+    if base_dir is not None and eval_dir is not None:
+        cmp = compare_runs(base_dir, eval_dir)
+        if cmp.n_shared:
+            sections.append(_paired_section(cmp, ("baseline", "this run")))
+        else:
+            msg = "The two evaluations share no example ids: no paired comparison (use the same --data, --limit and --seed)."
+            sections.append(
+                _Section("Paired comparison", f"<p class='note'>{html.escape(msg)}</p>", msg + "\n")
+            )
+    tiers = _Section("Accuracy by tier")
+    for key, label in TIER_KEYS:
+        if any(m.get(key) for _, m in runs):
+            tiers.figures.append(
+                _Figure(key, f"Execution accuracy by {label}", plot_tiers(key, label, runs))
+            )
+    if tiers.figures:
+        sections.append(tiers)
+    if eval_dir is not None:
+        records = list(read_records(eval_dir / "predictions.jsonl").values())
+        sections.append(_examples_section(records, cfg.n_examples))
+        if (eval_dir / "judge_summary.json").exists():
+            sections.append(_judge_section(_load_json(eval_dir / "judge_summary.json")))
+    elif (run / "completions.jsonl").exists():
+        rows, _ = read_jsonl_lenient(run / "completions.jsonl")
+        sections.append(_examples_section(rows[-cfg.n_examples :], cfg.n_examples))
+    if not sections:
+        raise FileNotFoundError(
+            f"{run}: nothing to report (no metrics.jsonl from training, no evaluation folder)"
+        )
+    return _write(out, cfg.title or f"sqlgrpo report: {run.name}", run, sections)
+
+
+def _write(out: Path, title: str, run: Path, sections: list[_Section]) -> ReportPaths:
+    out.mkdir(parents=True, exist_ok=True)
+    img_dir = out / "report_files"
+    images: list[Path] = []
+    body_h = [f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(str(run))}</p>"]
+    body_md = [f"# {title}\n\n`{run}`\n"]
+    for sec in sections:
+        body_h.append(f"<h2>{html.escape(sec.title)}</h2>{sec.html}")
+        body_md.append(f"## {sec.title}\n\n{sec.markdown}")
+        for fig in sec.figures:
+            data = base64.b64encode(fig.png).decode("ascii")
+            body_h.append(
+                f"<figure><img alt='{html.escape(fig.caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption class='note'>{html.escape(fig.caption)}</figcaption></figure>"
+            )
+            img_dir.mkdir(exist_ok=True)
+            path = img_dir / f"{fig.name}.png"
+            path.write_bytes(fig.png)
+            images.append(path)
+            body_md.append(f"![{fig.caption}](report_files/{fig.name}.png)\n")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body_h)
+        + "</body></html>\n"
+    )
+    html_path = out / "report.html"
+    md_path = out / "report.md"
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text("\n".join(body_md), encoding="utf-8")
+    return ReportPaths(html_path, md_path, images)

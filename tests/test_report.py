@@ -1,0 +1,211 @@
+"""The report: self-contained HTML with inlined plots and tables, a Markdown twin, and
+(when Chromium is installed) a headless render."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sqlgrpo.cli import main
+from sqlgrpo.metrics import aggregate
+from sqlgrpo.report import ReportConfig, build_report, reward_curves
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _eval_dir(path: Path, predictions: Path, rule: str = "seed") -> Path:
+    path.mkdir(parents=True)
+    shutil.copy(predictions, path / "predictions.jsonl")
+    records = [json.loads(line) for line in predictions.open()]
+    metrics = aggregate(records) | {"compare_rule": rule}
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "eval_run", run)
+    _eval_dir(run / "eval", FIXTURES / "eval_predictions.jsonl")
+    return run
+
+
+@pytest.fixture
+def baseline_dir(tmp_path: Path) -> Path:
+    return _eval_dir(tmp_path / "base", FIXTURES / "eval_predictions_baseline.jsonl")
+
+
+def _images(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    ]
+
+
+def test_reward_curves_read_trl_keys() -> None:
+    rows = [
+        json.loads(line)
+        for line in (FIXTURES / "eval_run" / "metrics.jsonl").open()
+        if line.endswith("}\n")
+    ]
+    curves = reward_curves(rows)
+    assert set(curves) == {
+        "soft_format_reward_func",
+        "execute_query_reward_func",
+        "reasoning_quality_reward",
+        "complexity_reward",
+        "reward (total)",
+    }
+    assert len(curves["complexity_reward"]) == 20
+    assert curves["soft_format_reward_func"][0] == (
+        1.0,
+        rows[0]["rewards/soft_format_reward_func/mean"],
+    )
+
+
+def test_report_with_baseline(run_dir: Path, baseline_dir: Path) -> None:
+    paths = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(baseline_dir)))
+    page = paths.html.read_text()
+    images = _images(page)
+    # reward curves + tiers by complexity + by gold kind
+    assert len(images) == 3
+    assert all(img.startswith(PNG_MAGIC) for img in images)
+    assert "<table>" in page and "execution accuracy (strict &lt;sql&gt;)" in page
+    # headline values of both evaluations are in the table (run: 4/6, baseline: 3/6)
+    assert "<td>0.667</td>" in page and "<td>0.500</td>" in page
+    # paired comparison: gained p1, p2; lost p3; McNemar exact p for 2 vs 1 is 1.0
+    assert "<td>gained (wrong → right)</td><td>2</td>" in page
+    assert "<td>lost (right → wrong)</td><td>1</td>" in page
+    assert "<td>McNemar exact p-value (two-sided)</td><td>1.000</td>" in page
+    assert "1 unreadable line(s) in metrics.jsonl skipped (lines [21])" in page
+    assert "Sample completions" in page and "How many vessels are there?" in page
+    assert "src='http" not in page and "<script" not in page  # self-contained
+    md = paths.markdown.read_text()
+    assert "| execution accuracy (strict <sql>) |" in md
+    for img in paths.images:
+        assert img.read_bytes().startswith(PNG_MAGIC)
+        assert f"](report_files/{img.name})" in md
+
+
+def test_report_escapes_hostile_output(run_dir: Path) -> None:
+    pred = run_dir / "eval" / "predictions.jsonl"
+    records = [json.loads(line) for line in pred.open()]
+    records[0]["raw_output"] = "<script>alert(1)</script><sql>SELECT 1</sql>"
+    records[0]["match"] = True
+    pred.write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = build_report(ReportConfig(run_dir=str(run_dir))).html.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_report_includes_judge_summary(run_dir: Path) -> None:
+    summary = {
+        "n": 6,
+        "n_scored": 5,
+        "n_errors": 1,
+        "n_unparsed": 0,
+        "dimensions": {
+            "sql": {
+                "n_scored": 5,
+                "count_4_5": 4,
+                "count_5": 2,
+                "mean": 4.0,
+                "missing": 0,
+                "malformed": 0,
+            }
+        },
+        "overall_ge_4": {"count": 4, "of": 5, "share": 0.8},
+        "error_types": {"none": 4, "logic": 1},
+        "sql_score_vs_execution": {"rate": 0.8, "n": 5, "judge_high_no_match": 1},
+    }
+    (run_dir / "eval" / "judge_summary.json").write_text(json.dumps(summary))
+    page = build_report(ReportConfig(run_dir=str(run_dir))).html.read_text()
+    assert "LLM judge" in page
+    assert "4 / 5 (0.800)" in page and "logic: 1, none: 4" in page
+
+
+def test_report_training_only_uses_completions(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "eval_run", run)
+    (run / "completions.jsonl").write_text(
+        json.dumps(
+            {
+                "step": 3,
+                "completion": "<reasoning>r</reasoning><sql>SELECT 2</sql>",
+                "rewards": {"soft_format_reward_func": 1.0},
+            }
+        )
+        + "\n"
+    )
+    paths = build_report(ReportConfig(run_dir=str(run), out_dir=str(tmp_path / "out")))
+    page = paths.html.read_text()
+    assert len(_images(page)) == 1
+    assert "soft_format_reward_func = 1.000" in page
+    assert paths.html.parent == tmp_path / "out"
+
+
+def test_report_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        build_report(ReportConfig(run_dir=str(tmp_path / "missing")))
+    with pytest.raises(FileNotFoundError, match="nothing to report"):
+        build_report(ReportConfig(run_dir=str(tmp_path)))
+
+
+def test_cli_report(run_dir: Path, baseline_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(run_dir), "--baseline", str(baseline_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "report.html" in out and (run_dir / "report.md").exists()
+
+
+def test_renders_in_headless_chromium(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(
+            "chromium not installed (apt-get install chromium) - headless render not checked"
+        )
+    paths = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(baseline_dir)))
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                f"--screenshot={shot}",
+                "--window-size=1200,2000",
+                paths.html.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    from matplotlib.image import imread
+
+    pixels = imread(str(shot))[..., :3]
+    assert pixels.shape[:2] == (2000, 1200)
+    inked = (pixels.min(axis=2) < 0.9).mean()  # share of non-white pixels
+    assert inked > 0.02, "the page rendered (nearly) blank"
+
+
+def test_report_baseline_without_shared_ids(run_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    rows = [
+        json.loads(line) | {"id": "x" + json.loads(line)["id"]}
+        for line in (FIXTURES / "eval_predictions.jsonl").open()
+    ]
+    other.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = _eval_dir(tmp_path / "otherbase", other)
+    page = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(base))).html.read_text()
+    assert "share no example ids" in page and "McNemar" not in page
