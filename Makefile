@@ -28,7 +28,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/bench_rewards.py
-	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_eval.py --n 16 --max-new-tokens 64 --rounds 1
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

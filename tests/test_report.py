@@ -209,3 +209,25 @@ def test_report_baseline_without_shared_ids(run_dir: Path, tmp_path: Path) -> No
     base = _eval_dir(tmp_path / "otherbase", other)
     page = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(base))).html.read_text()
     assert "share no example ids" in page and "McNemar" not in page
+
+
+def test_report_with_two_baselines(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
+    """Base and warm-up side by side with the trained model: one paired table per baseline."""
+    warmup = _eval_dir(tmp_path / "warmup", FIXTURES / "eval_predictions_baseline.jsonl")
+    page = build_report(
+        ReportConfig(run_dir=str(run_dir), baseline_dir=[str(baseline_dir), str(warmup)])
+    ).html.read_text()
+    assert "baseline (base)" in page and "baseline (warmup)" in page
+    assert page.count("McNemar exact p-value") == 2
+
+
+def test_cli_report_repeated_baseline(run_dir: Path, baseline_dir: Path) -> None:
+    args = [
+        "report",
+        str(run_dir),
+        "--baseline",
+        str(baseline_dir),
+        "--baseline",
+        str(baseline_dir),
+    ]
+    assert main(args) == 0

@@ -47,8 +47,9 @@ class ReportConfig:
     """What to report on and where to write it."""
 
     run_dir: str = field(metadata={"help": "training run or evaluation folder"})
-    baseline_dir: str | None = field(
-        default=None, metadata={"help": "evaluation to compare against"}
+    baseline_dir: str | list[str] | None = field(
+        default=None,
+        metadata={"help": "evaluation(s) to compare against, e.g. the base and warm-up models"},
     )
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default: run_dir)"})
     n_examples: int = field(default=4, metadata={"help": "sample completions shown"})
@@ -369,11 +370,15 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     out = Path(cfg.out_dir) if cfg.out_dir else run
     sections: list[_Section] = []
     eval_dir = find_eval_dir(run)
-    base_dir = find_eval_dir(Path(cfg.baseline_dir)) if cfg.baseline_dir else None
-    if cfg.baseline_dir and base_dir is None:
-        raise FileNotFoundError(
-            f"{cfg.baseline_dir}: no evaluation (metrics.json + predictions.jsonl) found"
-        )
+    wanted = [cfg.baseline_dir] if isinstance(cfg.baseline_dir, str) else (cfg.baseline_dir or [])
+    base_dirs: list[Path] = []
+    for name in wanted:
+        found = find_eval_dir(Path(name))
+        if found is None:
+            raise FileNotFoundError(
+                f"{name}: no evaluation (metrics.json + predictions.jsonl) found"
+            )
+        base_dirs.append(found)
 
     log_path = run / "metrics.jsonl"
     if log_path.exists():
@@ -397,18 +402,25 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
         sections.append(sec)
 
     runs: list[tuple[str, dict[str, Any]]] = []
-    if base_dir is not None:
+    for base_dir in base_dirs:
         runs.append((f"baseline ({base_dir.name})", _load_json(base_dir / "metrics.json")))
     if eval_dir is not None:
         runs.append((f"this run ({eval_dir.name})", _load_json(eval_dir / "metrics.json")))
     if runs:
         sections.append(_metrics_section(runs))
-    if base_dir is not None and eval_dir is not None:
+    for base_dir in base_dirs if eval_dir is not None else []:
         cmp = compare_runs(base_dir, eval_dir)
+        label = f"baseline ({base_dir.name})"
         if cmp.n_shared:
-            sections.append(_paired_section(cmp, ("baseline", "this run")))
+            sec = _paired_section(cmp, (label, "this run"))
+            if len(base_dirs) > 1:
+                sec.title += f": {base_dir.name} vs this run"
+            sections.append(sec)
         else:
-            msg = "The two evaluations share no example ids: no paired comparison (use the same --data, --limit and --seed)."
+            msg = (
+                f"{base_dir.name} and this run share no example ids: no paired comparison "
+                "(use the same --data, --limit and --seed)."
+            )
             sections.append(
                 _Section("Paired comparison", f"<p class='note'>{html.escape(msg)}</p>", msg + "\n")
             )

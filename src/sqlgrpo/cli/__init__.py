@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train text-to-SQL models that reason first, with GRPO and execution-checked rewards.",
     )
     parser.add_argument("--version", action="version", version=f"sqlgrpo {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

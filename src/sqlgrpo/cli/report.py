@@ -14,7 +14,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder and/or an evaluation folder; --baseline adds a before/after comparison.",
     )
     p.add_argument("run_dir", help="training run folder or evaluation folder")
-    p.add_argument("--baseline", default=None, help="evaluation folder to compare against")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=None,
+        help="evaluation folder to compare against (repeatable: base model, warm-up, ...)",
+    )
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR)")
     p.add_argument("--examples", type=int, default=4, help="sample completions shown (default 4)")
     p.add_argument("--title", default=None, help="page title")

@@ -1,0 +1,241 @@
+"""Run-folder writers for training: metrics.jsonl, completions.jsonl, reward plots, Ctrl-C.
+
+- ``MetricsJsonlCallback`` appends every logged step (TRL's metrics, per-reward means).
+- ``write_completions`` appends sampled completions with their per-reward scores.
+- ``GracefulInterrupt`` turns the first Ctrl-C into "save a checkpoint, then stop" at the
+  end of the current step; a second Ctrl-C interrupts at once.
+- ``plot_reward_curves`` draws each reward component and the total over steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+COMPLETIONS_FILE = "completions.jsonl"
+REWARD_PLOT = Path("plots") / "rewards.png"
+REWARD_PREFIX = "rewards/"
+REWARD_SUFFIX = "/mean"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return _json_value(value.item())
+    return str(value)
+
+
+class MetricsJsonlCallback(TrainerCallback):
+    """Append one JSON line per logged step to ``RUN_DIR/metrics.jsonl`` (main process only)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping | None = None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"step": state.global_step, "epoch": _json_value(state.epoch)}
+        record.update({str(k): _json_value(v) for k, v in logs.items()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _prompt_text(prompt: Any) -> str:
+    """The user turn of a chat prompt (the schema + question), or a text prompt as is."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence):
+        users = [m.get("content", "") for m in prompt if isinstance(m, Mapping)]
+        user_turns = [
+            m.get("content", "")
+            for m in prompt
+            if isinstance(m, Mapping) and m.get("role") == "user"
+        ]
+        return str((user_turns or users or [""])[-1])
+    return str(prompt)
+
+
+def _completion_text(completion: Any, prefill: str) -> str:
+    if isinstance(completion, str):
+        return prefill + completion
+    if isinstance(completion, Sequence):
+        return prefill + "".join(
+            str(m.get("content", "")) for m in completion if isinstance(m, Mapping)
+        )
+    return prefill + str(completion)
+
+
+def write_completions(
+    path: str | Path,
+    step: int,
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    rewards: Mapping[str, Sequence[float]],
+    advantages: Sequence[float],
+    *,
+    prefill: str = "",
+    limit: int = 0,
+) -> int:
+    """Append sampled completions (prefill restored) with per-reward scores; returns rows written.
+
+    ``rewards`` maps each reward name to one score per completion; ``limit`` keeps the first
+    N rows (0: all).
+    """
+    n = len(completions)
+    if len(prompts) != n or len(advantages) != n:
+        raise ValueError(
+            f"completions log misaligned: {len(prompts)} prompts, {n} completions, "
+            f"{len(advantages)} advantages"
+        )
+    for name, scores in rewards.items():
+        if len(scores) != n:
+            raise ValueError(f"reward {name!r} has {len(scores)} scores for {n} completions")
+    count = n if limit <= 0 else min(limit, n)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        for i in range(count):
+            scores = {name: _json_value(float(values[i])) for name, values in rewards.items()}
+            finite = [v for v in scores.values() if v is not None]
+            record = {
+                "step": step,
+                "prompt": _prompt_text(prompts[i]),
+                "completion": _completion_text(completions[i], prefill),
+                "rewards": scores,
+                "reward": sum(finite) if finite else None,
+                "advantage": _json_value(float(advantages[i])),
+            }
+            fh.write(json.dumps(record) + "\n")
+    return count
+
+
+class GracefulInterrupt(TrainerCallback):
+    """First Ctrl-C: save a checkpoint and stop after the current step. Second: stop now.
+
+    Use as a context manager around ``trainer.train()`` so the previous SIGINT handler
+    is restored afterwards. In multi-process runs the stop request is agreed across
+    ranks at each step end, so every rank stops at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning(
+            "interrupt received: saving a checkpoint after the current step "
+            "(press Ctrl-C again to stop immediately)"
+        )
+
+    def __enter__(self) -> GracefulInterrupt:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _agreed(self) -> bool:
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.requested
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs):
+        if self._agreed():
+            self.requested = True
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read metrics.jsonl; a malformed line raises naming the file and line."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from exc
+    return records
+
+
+def reward_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per-reward mean and total reward over steps: name -> (steps, values)."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for record in records:
+        step = record.get("step")
+        if step is None:
+            continue
+        for key, value in record.items():
+            if key == "reward":
+                name = "total"
+            elif key.startswith(REWARD_PREFIX) and key.endswith(REWARD_SUFFIX):
+                name = key[len(REWARD_PREFIX) : -len(REWARD_SUFFIX)]
+            else:
+                continue
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                steps, values = series.setdefault(name, ([], []))
+                steps.append(int(step))
+                values.append(float(value))
+    return series
+
+
+def plot_reward_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
+    """Plot each reward component and the total over steps to a PNG; None when nothing logged."""
+    series = reward_series(read_metrics(metrics_path))
+    if not series:
+        logger.warning("%s holds no reward metrics; no plot written", metrics_path)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    try:
+        for name in sorted(series, key=lambda n: (n == "total", n)):
+            steps, values = series[name]
+            style = {"linewidth": 2.5, "color": "black"} if name == "total" else {"linewidth": 1.5}
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=name, **style)
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean reward")
+        ax.set_title("GRPO rewards per component")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out = Path(out_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+    finally:
+        plt.close(fig)
+    return out

