@@ -165,3 +165,32 @@ def test_prepare_tokenizer_sets_pad_from_eos() -> None:
 
     with pytest.raises(ValueError, match="neither a pad token nor an EOS"):
         prepare_tokenizer(NoEos())
+
+
+def test_adapter_only_run_folder_is_merged_onto_its_base(tmp_path: Path) -> None:
+    """A run folder holding only adapter/ loads as base + adapter, merged."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from eval_tiny_model import tiny_model_dir
+    from sqlgrpo.models import is_adapter_dir, load_model_and_tokenizer, resolve_model_path
+
+    base_dir = tiny_model_dir(tmp_path)
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    peft_model = get_peft_model(
+        base,
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    run = tmp_path / "run"
+    peft_model.save_pretrained(str(run / "adapter"))
+    assert is_adapter_dir(run / "adapter")
+    assert resolve_model_path(str(run)) == str(run / "adapter")
+
+    model, tokenizer = load_model_and_tokenizer(str(run))
+    ids = tokenizer("SELECT name FROM t", return_tensors="pt")
+    with torch.no_grad():
+        expected = peft_model(**ids).logits
+        got = model(**ids).logits
+    assert not hasattr(model, "peft_config")
+    assert torch.allclose(got, expected, atol=1e-5)

@@ -56,9 +56,16 @@ def test_extract_reasoning(text: str, expected: str | None) -> None:
         ("The answer is SELECT a FROM t; and that is it", "SELECT a FROM t;"),
         (
             "with the table we run\nWITH x AS (SELECT 1) SELECT * FROM x",
-            "with the table we run\nWITH x AS (SELECT 1) SELECT * FROM x",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
         ),
         ("no sql at all", None),
+        # prose verbs are not statements (a base model's answer, seen in an evaluation)
+        ("To create a new farm in the Valley region, you need to create a farm_id of 9.", None),
+        (
+            "You can select the rows you need:\nSELECT name FROM farms\n\nThat is all.",
+            "SELECT name FROM farms",
+        ),
+        ("CREATE a new farm please. Then SELECT id FROM farms; done", "SELECT id FROM farms;"),
     ],
 )
 def test_extract_sql_lenient(text: str, expected: str | None) -> None:

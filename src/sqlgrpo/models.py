@@ -9,6 +9,7 @@ it is dequantized once and cached as safetensors so later loads are fast.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -82,12 +83,34 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    """True for a PEFT adapter folder (``adapter_config.json``, no full model)."""
+    folder = Path(path)
+    return (folder / "adapter_config.json").is_file() and not _is_model_dir(folder)
+
+
+def adapter_base_model(adapter_dir: str | os.PathLike) -> str:
+    """The base model an adapter was trained on (``base_model_name_or_path``)."""
+    config_path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        base = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except json.JSONDecodeError as exc:
+        raise ModelNotFoundError(f"{config_path}: not valid JSON ({exc.msg})") from exc
+    if not base:
+        raise ModelNotFoundError(
+            f"{config_path}: no base_model_name_or_path; cannot load the adapter"
+        )
+    return str(base)
+
+
 def resolve_model_path(name: str, *, cache_dir: str | os.PathLike | None = None) -> str:
     """Turn an alias, hub id, local model folder or training run folder into a loadable path.
 
     - an alias from ``MODEL_ALIASES`` (the GGUF one is converted and cached on first use);
     - a folder with ``config.json``;
-    - a training run folder (uses its ``model/`` subfolder);
+    - a training run folder (uses its ``model/`` subfolder, else its ``adapter/``);
+    - a PEFT adapter folder (returned as is; :func:`load_model_and_tokenizer` merges it
+      into its base model);
     - otherwise an ``owner/name`` hub id, returned unchanged.
     """
     if name in MODEL_ALIASES:
@@ -101,9 +124,13 @@ def resolve_model_path(name: str, *, cache_dir: str | os.PathLike | None = None)
             return str(path)
         if _is_model_dir(path / "model"):
             return str(path / "model")
+        if is_adapter_dir(path):
+            return str(path)
+        if is_adapter_dir(path / "adapter"):
+            return str(path / "adapter")
         raise ModelNotFoundError(
-            f"{path} is a folder but holds no model (no config.json, and no model/config.json "
-            "as a training run folder would)"
+            f"{path} is a folder but holds no model (no config.json or adapter_config.json, and "
+            "no model/ or adapter/ subfolder as a training run folder would)"
         )
     if path.exists():
         raise ModelNotFoundError(f"{path} is a file; pass a model folder, an alias or a hub id")
@@ -189,6 +216,8 @@ def load_tokenizer(name: str, *, cache_dir: str | os.PathLike | None = None) -> 
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name, cache_dir=cache_dir)
+    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").is_file():
+        path = resolve_model_path(adapter_base_model(path), cache_dir=cache_dir)
     return prepare_tokenizer(AutoTokenizer.from_pretrained(path))
 
 
@@ -199,12 +228,24 @@ def load_model_and_tokenizer(
     device: str | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer (pad token set, left padding for generation)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load a causal LM and its tokenizer (pad token set, left padding for generation).
+
+    A PEFT adapter (folder or a run folder holding only ``adapter/``) is loaded onto its
+    base model and merged, so callers always get a plain model.
+    """
+    from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name, cache_dir=cache_dir)
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype))
+    tokenizer = load_tokenizer(path, cache_dir=cache_dir)
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base_path = resolve_model_path(adapter_base_model(path), cache_dir=cache_dir)
+        logger.info("loading adapter %s onto its base model %s", path, base_path)
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=_torch_dtype(dtype))
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if device is not None:

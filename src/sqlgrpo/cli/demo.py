@@ -70,8 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--eval-limit",
         type=int,
-        default=None,
-        help="evaluate a seeded random sample of N examples (default: the whole split)",
+        default=100,
+        help="evaluate a seeded random sample of N examples (default 100: about 5 minutes "
+        "per model on 2 CPU cores; 0 = the whole split)",
     )
     p.add_argument("--eval-seed", type=int, default=0, help="seed of that sample (default 0)")
     p.add_argument("--batch-size", type=int, default=16, help="generation batch size (default 16)")

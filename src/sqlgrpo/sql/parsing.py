@@ -18,9 +18,13 @@ from urllib.parse import quote
 logger = logging.getLogger(__name__)
 
 _FENCE_LANGUAGES = frozenset({"", "sql", "sqlite", "mysql", "postgresql", "postgres"})
+# Upper case only: in prose "select", "update" or "create" are ordinary words.
 _STATEMENT_START = re.compile(
-    r"(?<![\w.])(WITH|SELECT|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.I
+    r"(?<![\w.])(WITH|SELECT|INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b"
 )
+_STATEMENT_END = re.compile(r";|\n\s*\n|```")
+#: Candidate statements tried by the lenient extraction before it gives up.
+MAX_LENIENT_CANDIDATES = 16
 
 
 def tag_content(text: str, tag: str) -> str | None:
@@ -80,21 +84,46 @@ def extract_reasoning(text: str) -> str | None:
     return content.strip() if content is not None else None
 
 
+def _is_sql_statement(candidate: str) -> bool:
+    """True when sqlglot parses ``candidate`` as a real statement (not its raw-command fallback)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(candidate, read="sqlite", error_level=sqlglot.ErrorLevel.RAISE)
+    except Exception:  # noqa: BLE001 - any parser failure means "not SQL"
+        return False
+    return tree is not None and not isinstance(tree, exp.Command)
+
+
 def extract_sql_lenient(text: str) -> str | None:
-    """``<sql>`` tags, else a ```sql fence, else the text from the first SQL keyword to ``;``/end."""
+    """``<sql>`` tags, else a ```sql fence, else the first statement found in the text.
+
+    The last fallback tries each upper-case statement keyword in turn, takes the text up to
+    ``;``, a blank line or a fence, and keeps the first candidate that sqlglot parses, so
+    prose such as "create a new farm" is not mistaken for SQL.
+    """
     sql = extract_sql(text)
     if sql is not None:
         return sql
     fence = _fenced(text)
     if fence is not None and fence.strip():
         return fence.strip()
-    start = _STATEMENT_START.search(text)
-    if start is None:
-        return None
-    rest = text[start.start() :]
-    end = rest.find(";")
-    sql = (rest[: end + 1] if end >= 0 else rest).strip()
-    return sql or None
+    for n, start in enumerate(_STATEMENT_START.finditer(text)):
+        if n >= MAX_LENIENT_CANDIDATES:
+            break
+        rest = text[start.start() :]
+        end = _STATEMENT_END.search(rest)
+        candidate = (
+            rest[: end.end()]
+            if end and end.group() == ";"
+            else rest[: end.start()]
+            if end
+            else rest
+        ).strip()
+        if candidate and _is_sql_statement(candidate):
+            return candidate
+    return None
 
 
 # --- schema names ---------------------------------------------------------------------------
