@@ -325,3 +325,23 @@ def test_gold_as_prediction_scores_perfect_on_real_data(
         if r["gold_kind"] != "gold_error":
             assert r["match"] and r["executed"], (r["id"], r["execution"])
     assert m["execution_accuracy"] == pytest.approx(1 - len(broken_gold) / 40)
+
+
+def test_strict_and_soft_format_rates_are_both_reported() -> None:
+    """The spec's soft pattern allows text around the block; the strict rate does not."""
+    from sqlgrpo.metrics import aggregate
+    from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok
+
+    outputs = [
+        "<reasoning>\nread t\n</reasoning>\n<sql>\nSELECT 1;\n</sql>",
+        "Sure!\n<reasoning>read t</reasoning><sql>SELECT 1;</sql>\nHope it helps.",
+        "<reasoning></reasoning><sql>SELECT 1;</sql>",
+        "SELECT 1;",
+    ]
+    records = [
+        {"id": str(i), "format_ok": soft_format_ok(o), "format_strict_ok": strict_format_ok(o)}
+        for i, o in enumerate(outputs)
+    ]
+    m = aggregate(records)
+    assert m["format_rate"] == pytest.approx(3 / 4)
+    assert m["format_rate_strict"] == pytest.approx(1 / 4)

@@ -59,6 +59,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "execution_accuracy_lenient": _rate([bool(r.get("match_lenient")) for r in rows]),
         "execution_accuracy_excluding_empty_gold": _rate(not_empty),
         "format_rate": _rate([bool(r.get("format_ok")) for r in rows]),
+        "format_rate_strict": _rate([bool(r.get("format_strict_ok")) for r in rows]),
         "executable_rate": _rate([bool(r.get("executed")) for r in rows]),
         "executable_rate_lenient": _rate([bool(r.get("executed_lenient")) for r in rows]),
         "rewards": {name: sum(v) / len(v) for name, v in sorted(rewards.items())},

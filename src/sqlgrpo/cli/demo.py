@@ -198,17 +198,16 @@ def _summary(plan: DemoPlan, elapsed_s: float) -> None:
 
     rows = [("base", plan.base_eval), ("warm-up", plan.warmup_eval), ("GRPO", plan.grpo_eval)]
     print(f"\n=== results ({elapsed_s / 60:.1f} min) ===")
-    print(
-        f"{'model':10s} {'n':>5s} {'format':>8s} {'executable':>11s} {'EX':>7s} {'EX lenient':>11s}"
-    )
+    header = ("n", "format", "strict fmt", "executable", "EX", "EX lenient")
+    print(f"{'model':10s} " + " ".join(f"{h:>11s}" for h in header))
     for name, folder in rows:
         m = _metrics(folder)
         if m is None:
             continue
-        print(
-            f"{name:10s} {m['n']:5d} {m['format_rate']:8.3f} {m['executable_rate']:11.3f} "
-            f"{m['execution_accuracy']:7.3f} {m['execution_accuracy_lenient']:11.3f}"
-        )
+        values = (m["format_rate"], m.get("format_rate_strict"), m["executable_rate"],
+                  m["execution_accuracy"], m["execution_accuracy_lenient"])  # fmt: skip
+        cells = [f"{m['n']:11d}"] + [f"{'-':>11s}" if v is None else f"{v:11.3f}" for v in values]
+        print(f"{name:10s} " + " ".join(cells))
     pairs = [("base", plan.base_eval, "GRPO", plan.grpo_eval)]
     if _metrics(plan.warmup_eval) is not None:
         pairs.append(("warm-up", plan.warmup_eval, "GRPO", plan.grpo_eval))

@@ -106,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         ("execution accuracy", m["execution_accuracy"]),
         ("execution accuracy (lenient)", m["execution_accuracy_lenient"]),
         ("execution accuracy, empty gold excluded", m["execution_accuracy_excluding_empty_gold"]),
-        ("format rate", m["format_rate"]),
+        ("format rate (spec pattern)", m["format_rate"]),
+        ("format rate (strict)", m.get("format_rate_strict")),
         ("executable rate", m["executable_rate"]),
     ]
     for name, value in rows:
