@@ -260,7 +260,7 @@ def test_missing_predictions_file_is_clear(tmp_path: Path) -> None:
 
 def test_bad_predictions_line_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "predictions.jsonl").write_text('{"id": "a"}\n{broken\n')
-    with pytest.raises(ValueError, match=r"predictions.jsonl line 2"):
+    with pytest.raises(ValueError, match=r"predictions.jsonl:2:"):
         judge_eval_dir(tmp_path, JudgeConfig(base_url="http://127.0.0.1:9/v1"))
 
 

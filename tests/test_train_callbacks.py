@@ -50,7 +50,7 @@ def test_no_rewards_no_plot(tmp_path: Path) -> None:
 def test_malformed_metrics_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n{"step": 2,\n')
-    with pytest.raises(ValueError, match=r"metrics\.jsonl, line 2"):
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:2:"):
         read_metrics(path)
 
 

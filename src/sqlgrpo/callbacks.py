@@ -19,6 +19,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from sqlgrpo.jsonl import read_jsonl
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -176,17 +178,7 @@ class GracefulInterrupt(TrainerCallback):
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Read metrics.jsonl; a malformed line raises naming the file and line."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg})") from exc
-    return records
+    return read_jsonl(path)
 
 
 def reward_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.jsonl import read_jsonl
+
 logger = logging.getLogger(__name__)
 
 JUDGE_PROMPT = """As an SQL expert, evaluate this text-to-SQL conversion. Score each dimension from 1-5 (1=poor, 5=excellent).
@@ -269,19 +271,7 @@ class JudgeClient:
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
     """Read predictions.jsonl; a bad line raises naming the file and line."""
-    records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or "id" not in record:
-                raise ValueError(f"{path} line {lineno}: record without an 'id'")
-            records.append(record)
-    return records
+    return read_jsonl(path, require=("id",))
 
 
 def select_records(

@@ -6,13 +6,14 @@ tested on fixture files and reused by the report and the demo.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sqlgrpo.jsonl import read_jsonl
 
 BREAKDOWN_KEYS = ("sql_complexity", "sql_task_type", "difficulty", "db_id", "domain")
 GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")
@@ -113,19 +114,7 @@ class PairedComparison:
 
 def read_records(path: Path) -> dict[str, dict[str, Any]]:
     """predictions.jsonl as {id: record}; bad lines raise naming file and line."""
-    out: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or "id" not in record:
-                raise ValueError(f"{path} line {lineno}: record without an 'id'")
-            out[str(record["id"])] = record
-    return out
+    return {str(record["id"]): record for record in read_jsonl(path, require=("id",))}
 
 
 def compare_runs(a_dir: str | Path, b_dir: str | Path) -> PairedComparison:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.jsonl import read_jsonl_lenient
 from sqlgrpo.metrics import PairedComparison, compare_runs
 
 logger = logging.getLogger(__name__)
@@ -92,28 +93,6 @@ def find_eval_dir(path: Path) -> Path | None:
     return (
         max(candidates, key=lambda p: (p / "metrics.json").stat().st_mtime) if candidates else None
     )
-
-
-def read_jsonl_lenient(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
-    """Rows of a JSONL log and the line numbers that could not be read (e.g. a torn last line)."""
-    rows: list[dict[str, Any]] = []
-    bad: list[int] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(lineno)
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-            else:
-                bad.append(lineno)
-    if bad:
-        logger.warning("%s: %d unreadable lines skipped (%s)", path, len(bad), bad[:5])
-    return rows, bad
 
 
 def reward_curves(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:

@@ -47,36 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a jsonl file; ``ValueError`` naming the file, line and problem on bad input."""
+    from sqlgrpo.jsonl import iter_jsonl
+
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}"
-                )
-            for field in REQUIRED_FIELDS:
-                if field not in row:
-                    raise ValueError(f"{path}:{line_no}: missing field {field!r}")
-            completion = row["completion"]
-            if not isinstance(completion, (str, list)):
-                raise ValueError(
-                    f"{path}:{line_no}: 'completion' must be a string or a chat-message list"
-                )
-            for field in ("sql", "sql_context", "db_path"):
-                if row.get(field) is not None and not isinstance(row[field], str):
-                    raise ValueError(f"{path}:{line_no}: {field!r} must be a string or null")
-            if row.get("sql_context") is None and row.get("db_path") is None and row.get("sql"):
-                raise ValueError(
-                    f"{path}:{line_no}: has 'sql' but neither 'sql_context' nor 'db_path'"
-                )
-            row["_line"] = line_no
-            rows.append(row)
+    for line_no, row in iter_jsonl(path, require=tuple(REQUIRED_FIELDS)):
+        completion = row["completion"]
+        if not isinstance(completion, (str, list)):
+            raise ValueError(
+                f"{path}:{line_no}: 'completion' must be a string or a chat-message list"
+            )
+        for field in ("sql", "sql_context", "db_path"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise ValueError(f"{path}:{line_no}: {field!r} must be a string or null")
+        if row.get("sql_context") is None and row.get("db_path") is None and row.get("sql"):
+            raise ValueError(f"{path}:{line_no}: has 'sql' but neither 'sql_context' nor 'db_path'")
+        row["_line"] = line_no
+        rows.append(row)
     return rows
 
 

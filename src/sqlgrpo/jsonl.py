@@ -1,0 +1,68 @@
+"""Reading JSON Lines files: one object per line, errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def iter_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each non-blank line of ``path``.
+
+    Raises ValueError naming the file and line for invalid JSON, a value that is not an
+    object, or an object without one of the ``require`` keys.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
+                )
+            for key in require:
+                if key not in row:
+                    raise ValueError(f"{path}:{lineno}: missing field {key!r}")
+            yield lineno, row
+
+
+def read_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every object of a JSON Lines file (see :func:`iter_jsonl` for the errors)."""
+    return [row for _, row in iter_jsonl(path, require=require)]
+
+
+def read_jsonl_lenient(path: str | Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """Objects of a JSON Lines log and the numbers of the lines that could not be read.
+
+    For logs a crash may have torn (the last line of a killed run): unreadable lines are
+    counted and logged, never silently dropped.
+    """
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    bad: list[int] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(lineno)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(lineno)
+    if bad:
+        logger.warning("%s: %d unreadable line(s) skipped (%s)", path, len(bad), bad[:5])
+    return rows, bad
