@@ -1,11 +1,15 @@
 """Databases for checking SQL: built from a gretel context or opened read-only.
 
-A :class:`Database` keeps one *base* connection that nothing untrusted (the
-gold query included) ever runs on. Every :meth:`Database.run` copies the base
-into a fresh ``:memory:`` connection with the SQLite backup API, hardens the
-copy (:func:`sqlgrpo.sql.sandbox.harden`) and runs the statement there, so no
-statement can see what another one did. (Running DML on the base would leave
-a write transaction open, after which ``backup()`` waits forever.)
+A :class:`Database` keeps one *base* connection on which nothing can write.
+A statement that may write (DML, DDL, anything not a query, gold scripts) runs
+on a fresh ``:memory:`` copy made with the SQLite backup API and hardened
+(:func:`sqlgrpo.sql.sandbox.harden`), so no statement can see what another one
+did. (Running DML on the base would leave a write transaction open, after
+which ``backup()`` waits forever.) Queries (SELECT / WITH ... SELECT) run on the
+base itself under the read-only authorizer, which allows only reads, functions,
+recursion and read-only pragmas: no write, temp object, transaction or attach
+can happen there, so the base stays pristine and the per-query cost of a copy
+(a new connection plus a backup, about 0.1 ms) is saved for the common case.
 
 :class:`DatabaseCache` builds each distinct context or file once (LRU).
 """
@@ -77,6 +81,19 @@ class Database:
         key = key or context_key(sql_context)
         base = _memory_connection()
         guard = harden(base, limits)
+        guard.arm(limits.timeout_s * 5)
+        try:  # fast path: SQLite takes the whole script as it is (the common case)
+            base.executescript(sql_context)
+        except Exception:  # noqa: BLE001 - rebuild statement by statement below
+            base.close()
+        else:
+            if base.in_transaction:
+                base.commit()
+            base.set_authorizer(None)
+            base.set_progress_handler(None, 0)
+            return cls(key, base, limits, shared_read_only=True)
+        base = _memory_connection()
+        guard = harden(base, limits)
         diagnostics: list[str] = []
         errors: list[str] = []
         for number, statement in enumerate(split_statements(sql_context), start=1):
@@ -98,7 +115,14 @@ class Database:
         build_error = "; ".join(errors) if errors else None
         if build_error:
             logger.debug("context %s did not build: %s", key, build_error)
-        return cls(key, base, limits, diagnostics=diagnostics, build_error=build_error)
+        return cls(
+            key,
+            base,
+            limits,
+            diagnostics=diagnostics,
+            build_error=build_error,
+            shared_read_only=build_error is None,
+        )
 
     @classmethod
     def from_path(
@@ -131,7 +155,13 @@ class Database:
             base = _memory_connection()
             source.backup(base)
             source.close()
-            return cls(key, base, limits, diagnostics=[f"copied {size} bytes into memory"])
+            return cls(
+                key,
+                base,
+                limits,
+                diagnostics=[f"copied {size} bytes into memory"],
+                shared_read_only=True,
+            )
         return cls(
             key,
             source,
@@ -155,10 +185,17 @@ class Database:
                 stype = "UNKNOWN"
             return failure(stype, ErrorClass.OTHER, f"database did not build: {self.build_error}")
         try:
-            if self._shared_guard is not None and not (capture_state or allow_multiple):
+            if self._shared_guard is not None and not capture_state:
                 if isinstance(sql, str) and statement_type(sql) in QUERY_TYPES:
                     with self._lock:
-                        return run_untrusted(self._base, sql, self.limits, guard=self._shared_guard)
+                        result = run_untrusted(
+                            self._base, sql, self.limits, guard=self._shared_guard
+                        )
+                    # a trusted script of several statements runs in order on a copy
+                    if not (
+                        allow_multiple and result.error_class is ErrorClass.MULTIPLE_STATEMENTS
+                    ):
+                        return result
             copy = self.copy()
         except Exception as exc:  # noqa: BLE001
             return failure("UNKNOWN", ErrorClass.OTHER, f"could not copy the database: {exc}")
