@@ -7,53 +7,11 @@ import sqlite3
 from pathlib import Path
 
 from sqlgrpo.data.sample import DataError
+from sqlgrpo.sql.statements import split_statements
 
 _SCHEMA_STATEMENT = re.compile(
     r"^\s*CREATE\s+(?:(?:TEMP|TEMPORARY)\s+)?(?:TABLE|VIEW)\b", re.IGNORECASE
 )
-
-
-def split_script(script: str) -> list[str]:
-    """Split a SQL script on top-level semicolons (quotes and comments respected).
-
-    Comments are dropped; each returned statement is stripped and has no trailing ``;``.
-    """
-    statements: list[str] = []
-    buf: list[str] = []
-    i, n = 0, len(script)
-    while i < n:
-        ch = script[i]
-        if ch in ("'", '"', "`"):
-            end = i + 1
-            while end < n:
-                if script[end] == ch:
-                    if end + 1 < n and script[end + 1] == ch:  # doubled quote escapes itself
-                        end += 2
-                        continue
-                    break
-                end += 1
-            buf.append(script[i : end + 1])
-            i = end + 1
-        elif ch == "[":
-            end = script.find("]", i)
-            end = n - 1 if end < 0 else end
-            buf.append(script[i : end + 1])
-            i = end + 1
-        elif script.startswith("--", i):
-            end = script.find("\n", i)
-            i = n if end < 0 else end
-        elif script.startswith("/*", i):
-            end = script.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif ch == ";":
-            statements.append("".join(buf).strip())
-            buf = []
-            i += 1
-        else:
-            buf.append(ch)
-            i += 1
-    statements.append("".join(buf).strip())
-    return [s for s in statements if s]
 
 
 def create_statements(sql_context: str) -> str:
@@ -61,7 +19,7 @@ def create_statements(sql_context: str) -> str:
 
     INSERTs and everything else stay out, as in the original prompt format.
     """
-    kept = [s + ";" for s in split_script(sql_context) if _SCHEMA_STATEMENT.match(s)]
+    kept = [s + ";" for s in split_statements(sql_context) if _SCHEMA_STATEMENT.match(s)]
     return "\n".join(kept)
 
 
