@@ -185,6 +185,25 @@ def test_warmup_then_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert (run / "model" / "config.json").is_file()
 
 
+def test_prescreen_records_every_candidate_and_falls_back(
+    tmp_path: Path, tiny_model_dir: Path, caplog
+) -> None:
+    run = tmp_path / "screen"
+    code = _train(
+        run, tiny_model_dir,
+        "--prescreen_prompts", "6", "--prescreen_generations", "2", "--prescreen_batch_size", "4",
+        "--max_steps", "1", "--save_steps", "5",
+    )  # fmt: skip
+    assert code == 0
+    screen = json.loads((run / "prescreen.json").read_text())
+    assert len(screen["candidates"]) == 6 and set(screen["solved"]) == set(screen["candidates"])
+    assert screen["generations"] == 2
+    assert screen["never"] + screen["always"] + screen["sometimes"] == 6
+    if screen["sometimes"] < 1:  # a random model solves nothing: GRPO trains on everything
+        assert "training on all" in caplog.text
+    assert (run / "model" / "config.json").is_file()
+
+
 def test_lora_saves_adapter_and_merged_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     run = tmp_path / "lora"
     code = _train(

@@ -110,6 +110,20 @@ class SqlGrpoArguments:
     sft_warmup_batch_size: int = field(
         default=4, metadata={"help": "per-device batch size of the SFT warm-up"}
     )
+    prescreen_prompts: int = field(
+        default=0,
+        metadata={
+            "help": "before GRPO, sample prescreen_generations completions for this many "
+            "training prompts with the starting policy and train only on those it sometimes "
+            "solves (0: off); outcomes go to RUN_DIR/prescreen.json"
+        },
+    )
+    prescreen_generations: int = field(
+        default=4, metadata={"help": "completions sampled per screened prompt (>= 2)"}
+    )
+    prescreen_batch_size: int = field(
+        default=16, metadata={"help": "prompts per generate() call while screening"}
+    )
     completions_log_steps: int = field(
         default=1,
         metadata={
@@ -173,6 +187,17 @@ class SqlGrpoArguments:
         if self.sft_warmup_batch_size <= 0:
             raise ValueError(
                 f"sft_warmup_batch_size must be positive, got {self.sft_warmup_batch_size}"
+            )
+        if self.prescreen_prompts < 0:
+            raise ValueError(f"prescreen_prompts must be >= 0, got {self.prescreen_prompts}")
+        if self.prescreen_generations < 2:
+            raise ValueError(
+                "prescreen_generations must be >= 2 (a prompt is kept when some, not all, of "
+                f"its completions are correct), got {self.prescreen_generations}"
+            )
+        if self.prescreen_batch_size <= 0:
+            raise ValueError(
+                f"prescreen_batch_size must be positive, got {self.prescreen_batch_size}"
             )
         if self.completions_log_steps < 0 or self.completions_log_count < 0:
             raise ValueError("completions_log_steps and completions_log_count must be >= 0")

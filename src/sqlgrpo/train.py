@@ -440,7 +440,10 @@ def run_training(cfg: RunConfig) -> TrainResult:
         policy_path = str(warmup_dir)
 
     model, tokenizer, peft_config = load_policy(model_args, training, policy_path)
-    train_dataset = build_dataset(data.train, prompt, tokenizer)
+    train_samples = data.train
+    if script.prescreen_prompts:
+        train_samples = _prescreened(cfg, model, tokenizer, data.train, policy_path)
+    train_dataset = build_dataset(train_samples, prompt, tokenizer)
     eval_dataset = None
     if training.eval_strategy != "no" and data.holdout:
         eval_dataset = build_dataset(data.holdout, prompt, tokenizer)
@@ -488,6 +491,50 @@ def run_training(cfg: RunConfig) -> TrainResult:
         skipped_backward=trainer.skipped_backward,
         metrics=dict(output.metrics),
     )
+
+
+def _prescreened(
+    cfg: RunConfig, model: Any, tokenizer: Any, samples: list[Sample], policy_path: str
+) -> list[Sample]:
+    """The training samples the starting policy sometimes solves (see sqlgrpo.prescreen);
+    all of ``samples`` when the screen keeps none."""
+    from accelerate import PartialState
+
+    from sqlgrpo.prescreen import run_prescreen
+
+    script, training = cfg.script, cfg.training
+    # the main process screens and writes prescreen.json; the others then reuse it, so every
+    # rank trains on the same prompts
+    with PartialState().main_process_first():
+        result = run_prescreen(
+            model,
+            tokenizer,
+            samples,
+            cfg.prompt,
+            n=script.prescreen_prompts,
+            generations=script.prescreen_generations,
+            max_new_tokens=training.max_completion_length or 256,
+            temperature=training.temperature,
+            batch_size=script.prescreen_batch_size,
+            seed=training.seed,
+            skip_first=script.sft_warmup_samples,
+            policy=policy_path,
+            compare_rule=script.compare_rule,
+            out_dir=Path(training.output_dir),
+        )
+    kept = set(result.kept)
+    per_step = max(1, (training.generation_batch_size or 1) // training.num_generations)
+    if len(kept) < per_step:
+        logger.warning(
+            "the prompt screen kept %d prompt(s), fewer than one generation batch needs (%d; "
+            "%s): training on all %d samples instead",
+            len(kept),
+            per_step,
+            result.summary(),
+            len(samples),
+        )
+        return samples
+    return [s for s in samples if s.id in kept]
 
 
 def save_final_model(

@@ -123,8 +123,13 @@ def split_statements(sql: str) -> list[str]:
     return statements
 
 
+_ORDER_WORD = re.compile(r"order", re.I)
+
+
 def has_order_by(sql: str) -> bool:
     """True when the statement's outermost query has an ORDER BY clause."""
+    if _ORDER_WORD.search(sql) is None:  # the common case, decided without tokenizing
+        return False
     depth = 0
     previous = ""
     for kind, text in _significant(sql):
