@@ -94,6 +94,21 @@ def test_stacked_gold_statements_run_as_a_script(checker: ExecutionChecker) -> N
     assert stacked.error_class is ErrorClass.MULTIPLE_STATEMENTS and not stacked.match
 
 
+def test_prediction_equal_to_the_gold_takes_the_gold_result(checker: ExecutionChecker) -> None:
+    gold = "SELECT abs(random()) % 1000000 AS r"  # two runs would differ
+    outcome = checker.check(f"  {gold} ;\n", gold, sql_context=CONTEXT)
+    assert outcome.match and outcome.pred is checker.gold_result(gold, sql_context=CONTEXT)
+    dml = checker.check(DML_GOLD + ";", DML_GOLD, sql_context=CONTEXT)
+    assert dml.match and dml.pred.state is not None
+
+
+def test_gold_script_text_as_prediction_is_still_stacked(checker: ExecutionChecker) -> None:
+    gold = "INSERT INTO sales VALUES (3, 1); SELECT COUNT(*) FROM sales"
+    outcome = checker.check(gold, gold, sql_context=CONTEXT)
+    assert checker.gold_result(gold, sql_context=CONTEXT).ok
+    assert not outcome.executed and outcome.error_class is ErrorClass.MULTIPLE_STATEMENTS
+
+
 def test_empty_gold_is_flagged(checker: ExecutionChecker) -> None:
     gold = "SELECT name FROM products WHERE price > 1000"
     outcome = checker.check("SELECT name FROM products WHERE id = 99", gold, sql_context=CONTEXT)

@@ -85,14 +85,16 @@ class ComplexityFeatures:
 
 
 def tokenize(sql: str) -> list[str]:
-    """Significant tokens of ``sql`` (whitespace and comments dropped); words upper-cased."""
-    out = []
-    for tok in _TOKEN.findall(sql[:MAX_SCAN_CHARS]):
-        first = tok[0]
-        if first.isspace() or tok.startswith("--") or tok.startswith("/*"):
-            continue
-        out.append(tok.upper() if first.isalpha() or first == "_" else tok)
-    return out
+    """Significant tokens of ``sql`` (whitespace and comments dropped), upper-cased.
+
+    The text is upper-cased before the scan: keywords are compared upper-case, and the
+    contents of strings and quoted names are never compared with anything.
+    """
+    return [
+        tok
+        for tok in _TOKEN.findall(sql[:MAX_SCAN_CHARS].upper())
+        if not tok[0].isspace() and tok[:2] != "--" and tok[:2] != "/*"
+    ]
 
 
 @functools.lru_cache(maxsize=16_384)

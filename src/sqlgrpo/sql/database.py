@@ -28,9 +28,11 @@ from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.sandbox import (
     DEFAULT_LIMITS,
     ExecResult,
+    SandboxGuard,
     SandboxLimits,
     failure,
     harden,
+    restrict_to_reads,
     run_untrusted,
 )
 from sqlgrpo.sql.statements import QUERY_TYPES, split_statements, statement_type
@@ -59,6 +61,7 @@ class Database:
         diagnostics: list[str] | None = None,
         build_error: str | None = None,
         shared_read_only: bool = False,
+        guard: SandboxGuard | None = None,
     ) -> None:
         self.key = key
         self.diagnostics: list[str] = diagnostics if diagnostics is not None else []
@@ -66,7 +69,13 @@ class Database:
         self.limits = limits
         self._base = base
         self._lock = threading.Lock()
-        self._shared_guard = harden(base, limits, read_only=True) if shared_read_only else None
+        self._shared_guard: SandboxGuard | None = None
+        if shared_read_only:  # a connection hardened while building only needs the authorizer
+            self._shared_guard = (
+                restrict_to_reads(base, guard)
+                if guard is not None
+                else harden(base, limits, read_only=True)
+            )
 
     @classmethod
     def from_context(
@@ -89,9 +98,7 @@ class Database:
         else:
             if base.in_transaction:
                 base.commit()
-            base.set_authorizer(None)
-            base.set_progress_handler(None, 0)
-            return cls(key, base, limits, shared_read_only=True)
+            return cls(key, base, limits, shared_read_only=True, guard=guard)
         base = _memory_connection()
         guard = harden(base, limits)
         diagnostics: list[str] = []
@@ -110,8 +117,6 @@ class Database:
                 errors.append(f"statement {number}: {error}: {statement[:120]}")
         if base.in_transaction:
             base.commit()
-        base.set_authorizer(None)
-        base.set_progress_handler(None, 0)
         build_error = "; ".join(errors) if errors else None
         if build_error:
             logger.debug("context %s did not build: %s", key, build_error)
@@ -122,6 +127,7 @@ class Database:
             diagnostics=diagnostics,
             build_error=build_error,
             shared_read_only=build_error is None,
+            guard=guard,
         )
 
     @classmethod

@@ -206,6 +206,14 @@ def harden(
     return guard
 
 
+def restrict_to_reads(conn: sqlite3.Connection, guard: SandboxGuard) -> SandboxGuard:
+    """Switch a connection :func:`harden` set up to the read-only authorizer (limits and
+    ``temp_store`` stay as they are); returns ``guard``, now its progress handler again."""
+    conn.set_authorizer(_readonly_authorizer)
+    conn.set_progress_handler(guard, _PROGRESS_EVERY)
+    return guard
+
+
 def run_untrusted(
     conn: sqlite3.Connection,
     sql: str,
