@@ -214,6 +214,30 @@ def test_resume_continues_without_redoing(
         evaluate(other, tokenizer=tokenizer, generator=ScriptedModel(outputs))
 
 
+def test_ids_file_limits_the_samples(tmp_path: Path, tokenizer: object, scripted: tuple) -> None:
+    spec, _ = scripted
+    ids = tmp_path / "holdout_ids.json"
+    ids.write_text(json.dumps(["s3", "s1"]))
+    gen = ScriptedModel({i: o["completion"] for i, o in spec["outputs"].items()})
+    cfg = EvalConfig(
+        model="scripted",
+        data=str(SAMPLES),
+        out_dir=str(tmp_path / "ev"),
+        ids_file=str(ids),
+        generation=GenerationConfig(show_progress=False),
+    )
+    result = evaluate(cfg, tokenizer=tokenizer, generator=gen)
+    assert [r["id"] for r in _jsonl(tmp_path / "ev" / "predictions.jsonl")] == ["s1", "s3"]
+    assert result.metrics["n"] == 2
+    ids.write_text(json.dumps(["s1", "no-such-id"]))
+    with pytest.raises(ValueError, match=r"holdout_ids.json: 1 of 2 id\(s\).*'no-such-id'"):
+        evaluate(
+            EvalConfig(model="scripted", data=str(SAMPLES), out_dir=str(tmp_path / "ev2"),
+                       ids_file=str(ids), generation=GenerationConfig(show_progress=False)),
+            tokenizer=tokenizer, generator=gen,
+        )  # fmt: skip
+
+
 def test_eval_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="compare_rule"):
         EvalConfig(model="m", data="d", compare_rule="exact")

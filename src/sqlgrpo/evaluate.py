@@ -31,6 +31,7 @@ _RESUME_KEYS = (
     "split",
     "limit",
     "seed",
+    "ids_file",
     "compare_rule",
     "prefill",
     "one_shot",
@@ -50,6 +51,13 @@ class EvalConfig:
     limit: int | None = field(default=None, metadata={"help": "evaluate N examples"})
     seed: int | None = field(
         default=None, metadata={"help": "with --limit: a seeded random sample (else the first N)"}
+    )
+    ids_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON list of sample ids to evaluate (e.g. a run's holdout_ids.json); "
+            "applied before limit"
+        },
     )
     compare_rule: str = field(default="seed", metadata={"help": "seed | spider | bird"})
     prefill: str = field(default="", metadata={"help": "assistant-turn prefill, e.g. <reasoning>"})
@@ -95,7 +103,7 @@ def select_samples(samples: list[Any], limit: int | None, seed: int | None) -> l
 def _load_samples(cfg: EvalConfig) -> list[Any]:
     from sqlgrpo.data import load_samples
 
-    loader_limit = cfg.limit if cfg.seed is None else None
+    loader_limit = cfg.limit if cfg.seed is None and cfg.ids_file is None else None
     result = load_samples(cfg.data, split=cfg.split, limit=loader_limit)
     if result.skipped:
         logger.warning("%d rows skipped while loading %s", len(result.skipped), cfg.data)
@@ -103,7 +111,31 @@ def _load_samples(cfg: EvalConfig) -> list[Any]:
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"{cfg.data}: sample id {dup!r} occurs more than once; ids must be unique")
-    return select_samples(result.samples, cfg.limit, cfg.seed)
+    samples = list(result.samples)
+    if cfg.ids_file is not None:
+        samples = _only_ids(samples, cfg.ids_file, cfg.data)
+    return select_samples(samples, cfg.limit, cfg.seed)
+
+
+def _only_ids(samples: list[Any], ids_file: str, data: str) -> list[Any]:
+    """The samples whose ids ``ids_file`` lists (a JSON list), in data order; every listed
+    id must exist in ``data``."""
+    path = Path(ids_file)
+    try:
+        wanted = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{ids_file}: cannot read a JSON list of sample ids ({exc})") from exc
+    if not isinstance(wanted, list) or not all(isinstance(i, str) for i in wanted):
+        raise ValueError(f"{ids_file}: expected a JSON list of sample id strings")
+    known = {s.id for s in samples}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        raise ValueError(
+            f"{ids_file}: {len(missing)} of {len(wanted)} id(s) are not in {data}, "
+            f"first {missing[0]!r}"
+        )
+    keep = set(wanted)
+    return [s for s in samples if s.id in keep]
 
 
 def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, help="bundled, a gretel file, a Spider/BIRD folder or a hub id"
     )
     p.add_argument("--split", default=None, help="data split (bundled: train or test)")
+    p.add_argument(
+        "--ids",
+        default=None,
+        metavar="FILE",
+        help="evaluate only the sample ids a JSON list names (e.g. RUN_DIR/holdout_ids.json)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate N examples")
     p.add_argument(
         "--seed",
@@ -82,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         split=args.split,
         limit=args.limit,
         seed=args.seed,
+        ids_file=args.ids,
         compare_rule=args.compare,
         prefill=prefill,
         one_shot=args.one_shot,
