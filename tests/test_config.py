@@ -100,6 +100,9 @@ def test_missing_recipe(tmp_path: Path) -> None:
         (["--load_in_4bit", "true"], "use_peft: true"),
         (["--eval_holdout", "-1"], "eval_holdout"),
         (["--sql_timeout_s", "0"], "sql_timeout_s"),
+        (["--sft_warmup_reasoning", "verbose"], "'full' or 'concise'"),
+        (["--prescreen_generations", "1"], "prescreen_generations must be >= 2"),
+        (["--prescreen_prompts", "-3"], "prescreen_prompts"),
     ],
 )
 def test_validation_errors_are_actionable(args: list[str], fragment: str) -> None:

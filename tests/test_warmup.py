@@ -24,29 +24,35 @@ def _gold_tables(row: dict) -> list[str]:
     return [n for n in names if re.search(rf"\b{re.escape(n)}\b", row["sql"], re.I)]
 
 
-def test_explanations_name_the_gold_tables(gretel_train_path: Path) -> None:
+@pytest.mark.parametrize("style", ["full", "concise"])
+def test_explanations_name_the_gold_tables(gretel_train_path: Path, style: str) -> None:
     rows = _gretel_rows(gretel_train_path)
     assert len(rows) > 100
     missing = []
     for i, row in enumerate(rows):
-        text = explain_sql(row["sql"], row["sql_context"])
+        text = explain_sql(row["sql"], row["sql_context"], style)
         for table in _gold_tables(row):
             if table.lower() not in text.lower():
                 missing.append((i, table))
     assert missing == [], f"{len(missing)} table(s) not named, first: {missing[:5]}"
 
 
-def test_explanations_have_step_markers_and_score_on_reasoning(gretel_train_path: Path) -> None:
+@pytest.mark.parametrize("style", ["full", "concise"])
+def test_explanations_have_step_markers_and_score_on_reasoning(
+    gretel_train_path: Path, style: str
+) -> None:
     rows = _gretel_rows(gretel_train_path)[:200]
     reasoning = ReasoningReward()
     fmt = FormatReward()
     scores = []
     for row in rows:
-        text = explain_sql(row["sql"], row["sql_context"])
+        text = explain_sql(row["sql"], row["sql_context"], style)
         lines = text.splitlines()
         assert lines[0].startswith("First,") and lines[-1].startswith("Finally,"), text
         assert len(lines) >= 2
-        target = warmup_target(row["sql"], row["sql_context"])
+        if style == "concise":
+            assert len(lines) <= 3 and (len(lines) == 2 or lines[1].startswith("Then,")), text
+        target = warmup_target(row["sql"], row["sql_context"], style=style)
         kwargs = {"sql": [row["sql"]], "sql_context": [row["sql_context"]], "db_path": [None]}
         assert fmt(prompts=[""], completions=[target], **kwargs) == [pytest.approx(fmt.weight)]
         scores.append(reasoning(prompts=[""], completions=[target], **kwargs)[0])
@@ -75,6 +81,37 @@ def test_explainer_covers_clauses(sql: str, expected: list[str]) -> None:
     text = explain_sql(sql).lower()
     for fragment in expected:
         assert fragment in text, text
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT a.x FROM a JOIN b ON a.id = b.id", ["join b", "return a.x"]),
+        ("SELECT dept, COUNT(*) FROM staff GROUP BY dept HAVING COUNT(*) > 2",
+         ["group by dept", "aggregate with count", "having"]),
+        ("SELECT name FROM rivers WHERE length > 5 ORDER BY length DESC LIMIT 3",
+         ["filter on length", "order by length descending", "keep 3 row"]),
+        ("INSERT INTO t (a) VALUES (1)", ["insert into t"]),
+        ("UPDATE books SET price = price * 1.1 WHERE author = 'Rowe'",
+         ["filter on author", "update books, setting price"]),
+        ("DELETE FROM sensors WHERE readings = 0", ["delete the matching rows from sensors"]),
+        ("SELECT a FROM t1 UNION SELECT a FROM t2", ["combine two queries with union"]),
+        ("WITH top AS (SELECT * FROM t) SELECT * FROM top", ["define top in a with clause"]),
+    ],
+)  # fmt: skip
+def test_concise_explainer_covers_clauses(sql: str, expected: list[str]) -> None:
+    text = explain_sql(sql, style="concise").lower()
+    for fragment in expected:
+        assert fragment in text, text
+
+
+def test_concise_is_shorter_and_unknown_styles_fail(gretel_train_path: Path) -> None:
+    rows = _gretel_rows(gretel_train_path)[:200]
+    full = sum(len(explain_sql(r["sql"], r["sql_context"])) for r in rows)
+    concise = sum(len(explain_sql(r["sql"], r["sql_context"], "concise")) for r in rows)
+    assert concise < 0.8 * full, (concise, full)
+    with pytest.raises(ValueError, match="unknown explanation style"):
+        explain_sql("SELECT 1", style="verbose")
 
 
 def test_unparseable_sql_still_gets_an_explanation() -> None:

@@ -107,6 +107,13 @@ class SqlGrpoArguments:
     sft_warmup_learning_rate: float = field(
         default=5e-5, metadata={"help": "learning rate of the SFT warm-up"}
     )
+    sft_warmup_reasoning: str = field(
+        default="full",
+        metadata={
+            "help": "how warm-up targets explain the gold SQL: 'full' (one line per step, "
+            "conditions restated) or 'concise' (three short lines: tables, operations, output)"
+        },
+    )
     sft_warmup_batch_size: int = field(
         default=4, metadata={"help": "per-device batch size of the SFT warm-up"}
     )
@@ -183,6 +190,11 @@ class SqlGrpoArguments:
         ):
             raise ValueError(
                 "the SFT warm-up needs sft_warmup_epochs > 0 or sft_warmup_max_steps > 0"
+            )
+        if self.sft_warmup_reasoning not in ("full", "concise"):
+            raise ValueError(
+                "sft_warmup_reasoning must be 'full' or 'concise', "
+                f"got {self.sft_warmup_reasoning!r}"
             )
         if self.sft_warmup_batch_size <= 0:
             raise ValueError(

@@ -156,14 +156,22 @@ def _lower_first(sentence: str) -> str:
     return sentence[0].lower() + sentence[1:]
 
 
-def explain_sql(sql: str, schema: str = "") -> str:
+#: Explanation styles: ``full`` writes one line per step and restates each condition;
+#: ``concise`` writes three lines (tables, operations, output) without restating the SQL.
+EXPLANATION_STYLES = ("full", "concise")
+
+
+def explain_sql(sql: str, schema: str = "", style: str = "full") -> str:
     """A deterministic, multi-line explanation of how ``sql`` answers its question.
 
     Names the tables and columns used (matched against the ``schema``'s CREATE TABLE
     statements), joins, filters, grouping / aggregation, ordering and limits, with
     step markers "First, ... Then, ... Finally, ...". SQL that sqlglot cannot parse
-    still gets a short explanation naming the schema tables it mentions.
+    still gets a short explanation naming the schema tables it mentions. ``style``
+    (see :data:`EXPLANATION_STYLES`) picks one line per step or three short lines.
     """
+    if style not in EXPLANATION_STYLES:
+        raise ValueError(f"unknown explanation style {style!r}; choose from {EXPLANATION_STYLES}")
     tables_in_schema = schema_tables(schema) if schema else {}
     statements = _parse(sql)
     if not statements:
@@ -183,6 +191,8 @@ def explain_sql(sql: str, schema: str = "") -> str:
         tables += [t.name for t in tree.find_all(exp.Table) if t.name.lower() not in ctes]
         columns += [c.name for c in tree.find_all(exp.Column) if c.name]
     tables, columns = _unique(tables), _unique(columns)
+    if style == "concise":
+        return _concise(statements, tables, columns, tables_in_schema)
     lines = [
         f"First, the question needs the table(s) {_table_phrase(tables, columns, tables_in_schema)}"
         " from the database schema."
@@ -195,6 +205,91 @@ def explain_sql(sql: str, schema: str = "") -> str:
     lines.extend(f"Then, {_lower_first(step)}" for step in steps[:-1])
     lines.append(f"Finally, {_lower_first(steps[-1])}")
     return "\n".join(lines)
+
+
+def _concise(
+    statements: list[exp.Expression],
+    tables: list[str],
+    columns: list[str],
+    schema: dict[str, list[str]],
+) -> str:
+    """Three lines: the tables and columns, the operations in a few words, the output."""
+    operations: list[str] = []
+    finals: list[str] = []
+    for tree in statements:
+        ops, final = _concise_statement(tree)
+        operations += ops
+        finals.append(final)
+    lines = [f"First, I use the table(s) {_table_phrase(tables, columns, schema)}."]
+    if operations:
+        lines.append(f"Then, I {', '.join(_unique(operations))}.")
+    lines.append(f"Finally, I {' and '.join(finals)}.")
+    return "\n".join(lines)
+
+
+def _column_names(node: exp.Expression | None) -> str:
+    return _join_words(_unique(c.name for c in node.find_all(exp.Column))) if node else ""
+
+
+def _concise_statement(tree: exp.Expression) -> tuple[list[str], str]:
+    """Short operation phrases and the final phrase for one statement."""
+    ops: list[str] = []
+    ctes = sorted({c.alias_or_name for c in tree.find_all(exp.CTE)})
+    if ctes:
+        ops.append(f"define {_join_words(ctes)} in a WITH clause")
+    if isinstance(tree, exp.SetOperation):
+        return ops, f"combine two queries with {type(tree).__name__.upper()}"
+    if isinstance(tree, exp.Select):
+        joined = [
+            j.this.name if isinstance(j.this, exp.Table) else "a subquery"
+            for j in tree.args.get("joins") or []
+        ]
+        if joined:
+            ops.append(f"join {_join_words(joined)}")
+        where = tree.args.get("where")
+        if where is not None:
+            ops.append(f"filter on {_column_names(where) or 'a condition'}")
+        if any(tree.find_all(exp.Subquery)):
+            ops.append("use a subquery")
+        group = tree.args.get("group")
+        if group is not None:
+            ops.append(f"group by {_join_words([_sql(e) for e in group.expressions])}")
+        aggregates = _unique(a.key.upper() for a in tree.find_all(exp.AggFunc))
+        if aggregates:
+            ops.append(f"aggregate with {_join_words(aggregates)}")
+        if any(tree.find_all(exp.Window)):
+            ops.append("use a window function")
+        if tree.args.get("having") is not None:
+            ops.append("keep groups with HAVING")
+        order = tree.args.get("order")
+        if order is not None:
+            keys = [
+                _sql(o.this) + (" descending" if o.args.get("desc") else "")
+                for o in order.expressions
+            ]
+            ops.append(f"order by {_join_words(keys)}")
+        limit = tree.args.get("limit")
+        if limit is not None:
+            ops.append(f"keep {_sql(limit.expression)} row(s)")
+        outputs = _join_words([_sql(e) for e in tree.expressions])
+        if not outputs or len(outputs) > 80:
+            outputs = "the requested columns"
+        distinct = "distinct " if tree.args.get("distinct") else ""
+        return ops, f"return {distinct}{outputs}"
+    if isinstance(tree, (exp.Update, exp.Delete)):
+        where = tree.args.get("where")
+        if where is not None:
+            ops.append(f"filter on {_column_names(where) or 'a condition'}")
+        if isinstance(tree, exp.Delete):
+            return ops, f"delete the matching rows from {_sql(tree.this)}"
+        sets = _join_words(_unique(e.this.name for e in tree.expressions if e.this is not None))
+        return ops, f"update {_sql(tree.this)}, setting {sets or 'the new values'}"
+    if isinstance(tree, exp.Insert):
+        target = tree.find(exp.Table)
+        if tree.find(exp.Select):
+            ops.append("select the rows to insert")
+        return ops, f"insert into {target.name if target else 'the table'}"
+    return ops, f"write the {tree.key.upper()} statement"
 
 
 def _statement_steps(tree: exp.Expression, schema: dict[str, list[str]]) -> tuple[list[str], str]:
@@ -229,13 +324,14 @@ def _statement_steps(tree: exp.Expression, schema: dict[str, list[str]]) -> tupl
     return middle, f"I write the {tree.key.upper()} statement the question asks for."
 
 
-def warmup_target(sql: str, schema: str = "", prefill: str = "") -> str:
+def warmup_target(sql: str, schema: str = "", prefill: str = "", style: str = "full") -> str:
     """The SFT target for one sample: explained reasoning and the gold SQL in the tag format.
 
     With a ``prefill`` (text the prompt already ends with), the target omits it, so
-    prompt + target is exactly the tagged answer.
+    prompt + target is exactly the tagged answer. ``style`` is the explanation style.
     """
-    full = f"<reasoning>\n{explain_sql(sql, schema)}\n</reasoning>\n<sql>\n{sql.strip()}\n</sql>"
+    reasoning = explain_sql(sql, schema, style)
+    full = f"<reasoning>\n{reasoning}\n</reasoning>\n<sql>\n{sql.strip()}\n</sql>"
     if prefill:
         if not full.startswith(prefill):
             raise ValueError(
@@ -246,9 +342,11 @@ def warmup_target(sql: str, schema: str = "", prefill: str = "") -> str:
     return full
 
 
-def warmup_dataset(samples: Sequence[Sample], prompt: PromptConfig, tokenizer: Any) -> Any:
+def warmup_dataset(
+    samples: Sequence[Sample], prompt: PromptConfig, tokenizer: Any, style: str = "full"
+) -> Any:
     """A prompt-completion ``datasets.Dataset`` for SFT: rendered prompt (prefill included)
-    and the explained, tagged gold answer (without the prefill)."""
+    and the explained, tagged gold answer (without the prefill), in explanation ``style``."""
     from datasets import Dataset
 
     rows = []
@@ -258,7 +356,7 @@ def warmup_dataset(samples: Sequence[Sample], prompt: PromptConfig, tokenizer: A
         rows.append(
             {
                 "prompt": text + prompt.prefill,
-                "completion": warmup_target(sample.sql, sample.schema, prompt.prefill),
+                "completion": warmup_target(sample.sql, sample.schema, prompt.prefill, style),
             }
         )
     return Dataset.from_list(rows)
@@ -284,7 +382,7 @@ def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_di
             len(chosen),
         )
     model, tokenizer, peft_config = load_policy(cfg.model, training, base_path)
-    dataset = warmup_dataset(chosen, cfg.prompt, tokenizer)
+    dataset = warmup_dataset(chosen, cfg.prompt, tokenizer, script.sft_warmup_reasoning)
     work_dir = out_dir.parent
     args = SFTConfig(
         output_dir=str(work_dir / "trainer"),
