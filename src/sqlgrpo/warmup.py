@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,54 +100,140 @@ def _table_phrase(tables: list[str], columns: list[str], schema: dict[str, list[
     return _join_words(parts)
 
 
-def _select_steps(select: exp.Select, schema: dict[str, list[str]]) -> tuple[list[str], str]:
-    """Middle steps and the final step for a SELECT."""
-    steps: list[str] = []
+@dataclass(frozen=True)
+class JoinFacts:
+    """One JOIN: the joined table's name (as written), kind, and its ON / USING text."""
+
+    name: str
+    table: str
+    how: str
+    on: str
+    using: str
+
+
+@dataclass(frozen=True)
+class SelectFacts:
+    """What a SELECT does, read once from its sqlglot tree; both styles render from it."""
+
+    joins: list[JoinFacts]
+    where: exp.Expression | None
+    has_subquery: bool
+    aggregates: list[str]
+    aggregate_names: list[str]
+    group_keys: list[str]
+    has_window: bool
+    having: str
+    order: list[tuple[str, bool]]
+    limit: str
+    outputs: list[str]
+    distinct: bool
+
+
+def _select_facts(select: exp.Select) -> SelectFacts:
+    joins = []
     for join in select.args.get("joins") or []:
         target = join.this
-        name = target.alias_or_name if isinstance(target, exp.Table) else "a subquery"
-        condition = join.args.get("on")
-        using = join.args.get("using")
+        is_table = isinstance(target, exp.Table)
         kind = " ".join(p for p in (join.side, join.kind) if p).lower()
-        how = f"{kind} join" if kind else "join"
-        if condition is not None:
-            steps.append(f"I {how} {name} on {_sql(condition)} to combine the related rows.")
-        elif using:
-            cols = _join_words([_sql(u) for u in using])
-            steps.append(f"I {how} {name} using {cols} to combine the related rows.")
-        else:
-            steps.append(f"I {how} {name} to combine its rows with the others.")
+        joins.append(
+            JoinFacts(
+                name=target.alias_or_name if is_table else "a subquery",
+                table=target.name if is_table else "a subquery",
+                how=f"{kind} join" if kind else "join",
+                on=_sql(join.args.get("on")),
+                using=_join_words([_sql(u) for u in join.args.get("using") or []]),
+            )
+        )
     where = select.args.get("where")
-    if where is not None:
-        steps.append(f"I filter the rows with the condition {_sql(where.this)}.")
-    if any(select.find_all(exp.Subquery)):
-        steps.append("A subquery computes an intermediate result that the outer query uses.")
-    aggregates = _unique(_sql(a) for a in select.find_all(exp.AggFunc))
     group = select.args.get("group")
-    if group is not None:
-        keys = _join_words([_sql(e) for e in group.expressions])
-        agg = f" and compute {_join_words(aggregates)} for each group" if aggregates else ""
-        steps.append(f"I group the rows by {keys}{agg}.")
-    elif aggregates:
-        steps.append(f"I aggregate over all matching rows with {_join_words(aggregates)}.")
-    if any(select.find_all(exp.Window)):
-        steps.append("A window function ranks or aggregates rows without collapsing them.")
     having = select.args.get("having")
-    if having is not None:
-        steps.append(f"I keep only the groups where {_sql(having.this)}.")
     order = select.args.get("order")
-    if order is not None:
-        keys = [
-            f"{_sql(o.this)} {'descending' if o.args.get('desc') else 'ascending'}"
-            for o in order.expressions
-        ]
-        steps.append(f"I order the result by {_join_words(keys)}.")
     limit = select.args.get("limit")
-    if limit is not None:
-        steps.append(f"I keep only the first {_sql(limit.expression)} row(s) with LIMIT.")
-    outputs = _join_words([_sql(e) for e in select.expressions]) or "the requested columns"
-    distinct = " distinct" if select.args.get("distinct") else ""
+    return SelectFacts(
+        joins=joins,
+        where=where.this if where is not None else None,
+        has_subquery=any(select.find_all(exp.Subquery)),
+        aggregates=_unique(_sql(a) for a in select.find_all(exp.AggFunc)),
+        aggregate_names=_unique(a.key.upper() for a in select.find_all(exp.AggFunc)),
+        group_keys=[_sql(e) for e in group.expressions] if group is not None else [],
+        has_window=any(select.find_all(exp.Window)),
+        having=_sql(having.this) if having is not None else "",
+        order=[(_sql(o.this), bool(o.args.get("desc"))) for o in order.expressions]
+        if order is not None
+        else [],
+        limit=_sql(limit.expression) if limit is not None else "",
+        outputs=[_sql(e) for e in select.expressions],
+        distinct=bool(select.args.get("distinct")),
+    )
+
+
+def _select_steps(select: exp.Select, schema: dict[str, list[str]]) -> tuple[list[str], str]:
+    """Middle steps and the final step for a SELECT, one sentence per step."""
+    facts = _select_facts(select)
+    steps: list[str] = []
+    for join in facts.joins:
+        if join.on:
+            steps.append(f"I {join.how} {join.name} on {join.on} to combine the related rows.")
+        elif join.using:
+            steps.append(
+                f"I {join.how} {join.name} using {join.using} to combine the related rows."
+            )
+        else:
+            steps.append(f"I {join.how} {join.name} to combine its rows with the others.")
+    if facts.where is not None:
+        steps.append(f"I filter the rows with the condition {_sql(facts.where)}.")
+    if facts.has_subquery:
+        steps.append("A subquery computes an intermediate result that the outer query uses.")
+    if facts.group_keys:
+        agg = (
+            f" and compute {_join_words(facts.aggregates)} for each group"
+            if facts.aggregates
+            else ""
+        )
+        steps.append(f"I group the rows by {_join_words(facts.group_keys)}{agg}.")
+    elif facts.aggregates:
+        steps.append(f"I aggregate over all matching rows with {_join_words(facts.aggregates)}.")
+    if facts.has_window:
+        steps.append("A window function ranks or aggregates rows without collapsing them.")
+    if facts.having:
+        steps.append(f"I keep only the groups where {facts.having}.")
+    if facts.order:
+        keys = [f"{key} {'descending' if desc else 'ascending'}" for key, desc in facts.order]
+        steps.append(f"I order the result by {_join_words(keys)}.")
+    if facts.limit:
+        steps.append(f"I keep only the first {facts.limit} row(s) with LIMIT.")
+    outputs = _join_words(facts.outputs) or "the requested columns"
+    distinct = " distinct" if facts.distinct else ""
     return steps, f"I select the{distinct} output {outputs} to answer the question."
+
+
+def _concise_select(select: exp.Select) -> tuple[list[str], str]:
+    """Short operation phrases and the final phrase for a SELECT."""
+    facts = _select_facts(select)
+    ops: list[str] = []
+    if facts.joins:
+        ops.append(f"join {_join_words([j.table for j in facts.joins])}")
+    if facts.where is not None:
+        ops.append(f"filter on {_column_names(facts.where) or 'a condition'}")
+    if facts.has_subquery:
+        ops.append("use a subquery")
+    if facts.group_keys:
+        ops.append(f"group by {_join_words(facts.group_keys)}")
+    if facts.aggregate_names:
+        ops.append(f"aggregate with {_join_words(facts.aggregate_names)}")
+    if facts.has_window:
+        ops.append("use a window function")
+    if facts.having:
+        ops.append("keep groups with HAVING")
+    if facts.order:
+        keys = [key + (" descending" if desc else "") for key, desc in facts.order]
+        ops.append(f"order by {_join_words(keys)}")
+    if facts.limit:
+        ops.append(f"keep {facts.limit} row(s)")
+    outputs = _join_words(facts.outputs)
+    if not outputs or len(outputs) > 80:
+        outputs = "the requested columns"
+    return ops, f"return {'distinct ' if facts.distinct else ''}{outputs}"
 
 
 def _lower_first(sentence: str) -> str:
@@ -240,42 +327,8 @@ def _concise_statement(tree: exp.Expression) -> tuple[list[str], str]:
     if isinstance(tree, exp.SetOperation):
         return ops, f"combine two queries with {type(tree).__name__.upper()}"
     if isinstance(tree, exp.Select):
-        joined = [
-            j.this.name if isinstance(j.this, exp.Table) else "a subquery"
-            for j in tree.args.get("joins") or []
-        ]
-        if joined:
-            ops.append(f"join {_join_words(joined)}")
-        where = tree.args.get("where")
-        if where is not None:
-            ops.append(f"filter on {_column_names(where) or 'a condition'}")
-        if any(tree.find_all(exp.Subquery)):
-            ops.append("use a subquery")
-        group = tree.args.get("group")
-        if group is not None:
-            ops.append(f"group by {_join_words([_sql(e) for e in group.expressions])}")
-        aggregates = _unique(a.key.upper() for a in tree.find_all(exp.AggFunc))
-        if aggregates:
-            ops.append(f"aggregate with {_join_words(aggregates)}")
-        if any(tree.find_all(exp.Window)):
-            ops.append("use a window function")
-        if tree.args.get("having") is not None:
-            ops.append("keep groups with HAVING")
-        order = tree.args.get("order")
-        if order is not None:
-            keys = [
-                _sql(o.this) + (" descending" if o.args.get("desc") else "")
-                for o in order.expressions
-            ]
-            ops.append(f"order by {_join_words(keys)}")
-        limit = tree.args.get("limit")
-        if limit is not None:
-            ops.append(f"keep {_sql(limit.expression)} row(s)")
-        outputs = _join_words([_sql(e) for e in tree.expressions])
-        if not outputs or len(outputs) > 80:
-            outputs = "the requested columns"
-        distinct = "distinct " if tree.args.get("distinct") else ""
-        return ops, f"return {distinct}{outputs}"
+        select_ops, final = _concise_select(tree)
+        return ops + select_ops, final
     if isinstance(tree, (exp.Update, exp.Delete)):
         where = tree.args.get("where")
         if where is not None:
