@@ -58,6 +58,17 @@ _CLAUSE_STARTS = frozenset(
 )
 _STATEMENT_WORDS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "VALUES"})
 _SET_OPERATIONS = frozenset({"UNION", "INTERSECT", "EXCEPT", "MINUS"})
+#: Every token some branch of the scan acts on; the scan skips all others.
+_SIGNIFICANT = (
+    frozenset({"(", ")", ",", "WITH", "JOIN", "GROUP", "HAVING", "ORDER", "LIMIT", "TOP"})
+    | frozenset({"FETCH", "DISTINCT", "CASE", "OVER", "AND", "OR", "NOT"})
+    | _STATEMENT_WORDS
+    | _CLAUSE_STARTS
+    | _SET_OPERATIONS
+    | _AGGREGATES
+    | _COMPARISON_SYMBOLS
+    | _COMPARISON_WORDS
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,8 @@ def complexity_features(sql: str) -> ComplexityFeatures:
     skip_and = 0  # ANDs owed to pending BETWEENs in the current scan
     n = len(tokens)
     for i, tok in enumerate(tokens):
+        if tok not in _SIGNIFICANT:  # names, literals, most operators: no branch below acts
+            continue
         frame = stack[-1]
         nxt = tokens[i + 1] if i + 1 < n else ""
         prev = tokens[i - 1] if i > 0 else ""
