@@ -87,3 +87,30 @@ def test_saved_screen_is_reused_for_the_same_candidates(samples, tmp_path: Path)
             None, None, samples, PromptConfig(), n=4, generations=4, max_new_tokens=8,
             temperature=0.8, batch_size=2, seed=0, policy="other", out_dir=tmp_path,
         )  # fmt: skip
+
+
+def test_training_keeps_only_screened_prompts(samples, monkeypatch, tmp_path: Path) -> None:
+    import sqlgrpo.prescreen as prescreen
+    from sqlgrpo.config import parse_run_config
+    from sqlgrpo.prescreen import ScreenResult
+    from sqlgrpo.train import _prescreened
+
+    recipe = FIXTURES / "train_tiny_recipe.yaml"
+    cfg = parse_run_config(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--prescreen_prompts", "6"]
+    )  # 4 completions per step with 4 generations: one prompt per step
+
+    def fake_screen(model, tokenizer, candidates, prompt, **kwargs):
+        kept = [s.id for s in candidates[1:3]]
+        solved = {s.id: (2 if s.id in kept else 0) for s in candidates}
+        return ScreenResult(4, "p", list(solved), solved, kept)
+
+    monkeypatch.setattr(prescreen, "run_prescreen", fake_screen)
+    assert [s.id for s in _prescreened(cfg, None, None, samples, "p")] == [
+        s.id for s in samples[1:3]
+    ]
+    wide = parse_run_config(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--prescreen_prompts", "6",
+         "--per_device_train_batch_size", "12", "--num_generations", "4"]
+    )  # fmt: skip
+    assert _prescreened(wide, None, None, samples, "p") == samples  # 2 kept < 3 per step
