@@ -86,6 +86,12 @@ def test_missing_recipe(tmp_path: Path) -> None:
         parse_run_config(["--config", str(tmp_path / "nope.yaml")])
 
 
+@pytest.mark.parametrize("spelled", ["none", "null", "None"])
+def test_dataset_split_none_from_the_command_line(spelled: str) -> None:
+    cfg = parse_run_config(["--config", str(CPU_RECIPE), "--dataset_split", spelled])
+    assert cfg.script.dataset_split is None
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -41,7 +41,11 @@ class SqlGrpoArguments:
         },
     )
     dataset_split: str | None = field(
-        default="train", metadata={"help": "split to load (train / test / dev, source dependent)"}
+        default="train",
+        metadata={
+            "help": "split to load (train / test / dev, source dependent); 'none' for a file "
+            "without a split column"
+        },
     )
     dataset_limit: int | None = field(
         default=None, metadata={"help": "use at most this many samples (after the hold-out)"}
@@ -159,6 +163,8 @@ class SqlGrpoArguments:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.dataset_split, str) and self.dataset_split.lower() in ("none", "null"):
+            self.dataset_split = None  # the command line cannot spell YAML's null otherwise
         if self.dataset_limit is not None and self.dataset_limit <= 0:
             raise ValueError(f"dataset_limit must be positive, got {self.dataset_limit}")
         if self.eval_holdout < 0:
