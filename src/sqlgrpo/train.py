@@ -497,15 +497,18 @@ def _prescreened(
     cfg: RunConfig, model: Any, tokenizer: Any, samples: list[Sample], policy_path: str
 ) -> list[Sample]:
     """The training samples the starting policy sometimes solves (see sqlgrpo.prescreen);
-    all of ``samples`` when the screen keeps none."""
+    all of ``samples`` when the screen keeps fewer than one generation batch of prompts."""
     from accelerate import PartialState
 
     from sqlgrpo.prescreen import run_prescreen
 
     script, training = cfg.script, cfg.training
+    state = PartialState()
+    if not training.use_cpu and getattr(model, "hf_device_map", None) is None:
+        model.to(state.device)  # screen on the accelerator the trainer will use anyway
     # the main process screens and writes prescreen.json; the others then reuse it, so every
     # rank trains on the same prompts
-    with PartialState().main_process_first():
+    with state.main_process_first():
         result = run_prescreen(
             model,
             tokenizer,
