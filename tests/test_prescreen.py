@@ -73,6 +73,12 @@ def test_saved_screen_is_reused_for_the_same_candidates(samples, tmp_path: Path)
         "solved": {s.id: i for i, s in enumerate(candidates)},
         "kept": [candidates[1].id, candidates[2].id, candidates[3].id],
         "seconds": 12.0,
+        "settings": {
+            "temperature": 0.8,
+            "max_new_tokens": 8,
+            "compare_rule": "seed",
+            "prefill": "",
+        },
     }
     (tmp_path / PRESCREEN_FILE).write_text(json.dumps(saved))
     result = run_prescreen(

@@ -42,6 +42,7 @@ class ScreenResult:
     solved: dict[str, int]
     kept: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def always(self) -> int:
@@ -137,7 +138,7 @@ def run_prescreen(
     """Screen ``n`` candidates with ``generations`` sampled completions each.
 
     Reuses ``out_dir/prescreen.json`` when it was written for the same candidates,
-    generations and policy (a resumed run does not screen twice).
+    generations, policy and sampling settings (a resumed run does not screen twice).
     """
     from sqlgrpo.data import build_messages, render_prompt
     from sqlgrpo.generation import GenerationConfig, HFGenerator, generate
@@ -145,6 +146,12 @@ def run_prescreen(
 
     candidates = select_candidates(samples, n, skip_first=skip_first, seed=seed)
     ids = [s.id for s in candidates]
+    settings = {
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "compare_rule": compare_rule,
+        "prefill": prompt.prefill,
+    }
     path = out_dir / PRESCREEN_FILE if out_dir is not None else None
     if path is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -152,6 +159,7 @@ def run_prescreen(
             saved.get("candidates") == ids
             and saved.get("generations") == generations
             and saved.get("policy") == policy
+            and saved.get("settings") == settings
         ):
             logger.info("using the prompt screen in %s", path)
             return ScreenResult(
@@ -161,6 +169,7 @@ def run_prescreen(
                 solved={k: int(v) for k, v in saved["solved"].items()},
                 kept=list(saved["kept"]),
                 seconds=float(saved.get("seconds", 0.0)),
+                settings=settings,
             )
     started = time.perf_counter()
     cfg = GenerationConfig(
@@ -189,6 +198,7 @@ def run_prescreen(
         solved=dict(zip(ids, counts, strict=True)),
         kept=[s.id for s in kept],
         seconds=time.perf_counter() - started,
+        settings=settings,
     )
     if path is not None:
         path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
