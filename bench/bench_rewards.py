@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sys.path.insert(0, str(REPO / "src"))
     result = run(args.data, args.samples, args.repeats)
-    text = render(result, "python bench/bench_rewards.py")
+    command = " ".join(
+        ["python bench/bench_rewards.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    text = render(result, command)
     print(text)
     if not args.no_write:
         write_section(text)
