@@ -11,13 +11,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def iter_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)`` for each non-blank line of ``path``.
-
-    Raises ValueError naming the file and line for invalid JSON, a value that is not an
-    object, or an object without one of the ``require`` keys.
-    """
-    path = Path(path)
+def _decoded_lines(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+    """``(line number, object, "")`` for each non-blank line that holds a JSON object, and
+    ``(line number, None, problem)`` for each that does not."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -25,15 +21,28 @@ def iter_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> Iterator[t
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
+                yield lineno, None, f"invalid JSON: {exc.msg}"
+                continue
             if not isinstance(row, dict):
-                raise ValueError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
-                )
-            for key in require:
-                if key not in row:
-                    raise ValueError(f"{path}:{lineno}: missing field {key!r}")
-            yield lineno, row
+                yield lineno, None, f"expected a JSON object, got {type(row).__name__}"
+                continue
+            yield lineno, row, ""
+
+
+def iter_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line number, object)`` for each non-blank line of ``path``.
+
+    Raises ValueError naming the file and line for invalid JSON, a value that is not an
+    object, or an object without one of the ``require`` keys.
+    """
+    path = Path(path)
+    for lineno, row, problem in _decoded_lines(path):
+        if row is None:
+            raise ValueError(f"{path}:{lineno}: {problem}")
+        for key in require:
+            if key not in row:
+                raise ValueError(f"{path}:{lineno}: missing field {key!r}")
+        yield lineno, row
 
 
 def read_jsonl(path: str | Path, *, require: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -50,19 +59,11 @@ def read_jsonl_lenient(path: str | Path) -> tuple[list[dict[str, Any]], list[int
     path = Path(path)
     rows: list[dict[str, Any]] = []
     bad: list[int] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(lineno)
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-            else:
-                bad.append(lineno)
+    for lineno, row, _ in _decoded_lines(path):
+        if row is None:
+            bad.append(lineno)
+        else:
+            rows.append(row)
     if bad:
         logger.warning("%s: %d unreadable line(s) skipped (%s)", path, len(bad), bad[:5])
     return rows, bad
