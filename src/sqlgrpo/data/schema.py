@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from sqlgrpo.data.sample import DataError
+from sqlgrpo.sql.database import connect_read_only
 from sqlgrpo.sql.statements import split_statements
 
 _SCHEMA_STATEMENT = re.compile(
@@ -29,7 +30,7 @@ def open_readonly(db_path: str | Path) -> sqlite3.Connection:
     if not path.is_file():
         raise DataError(f"{path}: SQLite database file not found")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         raise DataError(f"{path}: not a readable SQLite database ({exc})") from exc

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from urllib.request import pathname2url
+from typing import Any
 
 from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.sandbox import (
@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 TRANSPILE_DIALECTS = ("mysql", "postgres", "tsql", "oracle")
 #: Files up to this size are copied into memory once; bigger ones are read in place.
 DEFAULT_MAX_COPY_BYTES = 256 * 1024 * 1024
+
+
+def connect_read_only(path: str | Path, **kwargs: Any) -> sqlite3.Connection:
+    """Connect to an existing SQLite file by URI with ``mode=ro``: nothing can be written, and
+    a missing file is an error, never a new empty database. ``kwargs`` go to ``connect``."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, **kwargs)
 
 
 def _memory_connection() -> sqlite3.Connection:
@@ -148,8 +154,7 @@ class Database:
         path = Path(db_path).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"SQLite database not found: {db_path}")
-        uri = f"file:{pathname2url(str(path))}?mode=ro"
-        source = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        source = connect_read_only(path, isolation_level=None, check_same_thread=False)
         try:
             source.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:

@@ -11,9 +11,9 @@ import contextlib
 import functools
 import logging
 import re
-import sqlite3
 from pathlib import Path
-from urllib.parse import quote
+
+from sqlgrpo.sql.database import connect_read_only
 
 logger = logging.getLogger(__name__)
 
@@ -239,9 +239,8 @@ def cached_schema_names_from_db(db_path: str) -> frozenset[str]:
     path = Path(db_path)
     if not path.is_file():
         raise FileNotFoundError(f"{db_path}: no such SQLite file")
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     names: set[str] = set()
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+    with contextlib.closing(connect_read_only(path)) as conn:
         objects = conn.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
             "AND name NOT LIKE 'sqlite_%'"
