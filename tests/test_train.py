@@ -355,3 +355,29 @@ def test_prefill_prompts_are_rendered_text(embedded_tokenizer) -> None:
     rendered = text[0]["prompt"]
     assert isinstance(rendered, str) and rendered.endswith("assistant\n<reasoning>\n")
     assert samples[0].question in rendered
+
+
+def test_grpo_samples_with_the_incremental_decoder(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GRPO's completions come from sqlgrpo.decoding unless generation_decoder says generate."""
+    import sqlgrpo.decoding as decoding
+
+    calls: list[tuple[int, int]] = []
+    real = decoding.decode_repeated
+
+    def counting(model, rows, settings, **kwargs):
+        calls.append((len(rows), settings.max_new_tokens))
+        return real(model, rows, settings, **kwargs)
+
+    monkeypatch.setattr(decoding, "decode_repeated", counting)
+    assert _train(tmp_path / "inc", tiny_model_dir, "--max_steps", "1") == 0
+    assert calls == [(4, 12)], "one batch of 4 completions (1 prompt x 4), 12 tokens"
+    rows = _jsonl(tmp_path / "inc" / "completions.jsonl")
+    assert len(rows) == 4 and all(r["completion"] for r in rows)
+
+    calls.clear()
+    args = ("--max_steps", "1", "--generation_decoder", "generate")
+    assert _train(tmp_path / "gen", tiny_model_dir, *args) == 0
+    assert calls == []
+    assert len(_jsonl(tmp_path / "gen" / "completions.jsonl")) == 4

@@ -151,6 +151,14 @@ class SqlGrpoArguments:
             "(every group has equal rewards) when no KL or entropy term would still give a gradient"
         },
     )
+    generation_decoder: str = field(
+        default="incremental",
+        metadata={
+            "help": "how GRPO samples completions without vLLM: incremental (sqlgrpo.decoding: "
+            "each prompt prefilled once for its group, finished completions leave the batch) "
+            "or generate (TRL's model.generate)"
+        },
+    )
     resume: bool = field(
         default=False,
         metadata={
@@ -201,6 +209,11 @@ class SqlGrpoArguments:
             raise ValueError(
                 "sft_warmup_reasoning must be 'full' or 'concise', "
                 f"got {self.sft_warmup_reasoning!r}"
+            )
+        if self.generation_decoder not in ("incremental", "generate"):
+            raise ValueError(
+                "generation_decoder must be 'incremental' or 'generate', "
+                f"got {self.generation_decoder!r}"
             )
         if self.sft_warmup_batch_size <= 0:
             raise ValueError(

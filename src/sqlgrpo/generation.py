@@ -1,7 +1,8 @@
 """Batched text generation for evaluation: Hugging Face ``generate`` or vLLM.
 
-Prompts are fully rendered strings (chat template + prefill). The HF path pads on
-the left so every prompt ends where generation starts; prompts are batched in
+Prompts are fully rendered strings (chat template + prefill). The HF path decodes
+with :mod:`sqlgrpo.decoding` (shared prompt prefix run once, finished rows leave
+the batch) or with ``model.generate`` (left padding); prompts are batched in
 length order to waste little padding, and outputs come back in input order.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "hf", "vllm")
+DECODERS = ("incremental", "generate")
 
 
 @dataclass
@@ -29,6 +31,13 @@ class GenerationConfig:
     num_samples: int = field(default=1, metadata={"help": "completions per prompt"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     backend: str = field(default="auto", metadata={"help": "auto | hf | vllm"})
+    decoder: str = field(
+        default="incremental",
+        metadata={
+            "help": "HF backend: incremental (shared prompt prefix run once, finished rows "
+            "leave the batch; sqlgrpo.decoding) | generate (transformers' model.generate)"
+        },
+    )
     show_progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
     def __post_init__(self) -> None:
@@ -46,6 +55,8 @@ class GenerationConfig:
             raise ValueError("num_samples > 1 needs temperature > 0 (greedy gives n copies)")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
 
     @property
     def greedy(self) -> bool:
@@ -75,11 +86,13 @@ def vllm_available() -> bool:
 
 
 class HFGenerator:
-    """Batched ``model.generate`` with left padding."""
+    """Batched generation with a transformers model: the incremental decoder or ``generate``."""
 
     name = "hf"
 
     def __init__(self, model: Any, tokenizer: Any, cfg: GenerationConfig) -> None:
+        from sqlgrpo.decoding import unsupported_reason
+
         self.model = model
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -88,8 +101,34 @@ class HFGenerator:
                 raise ValueError("tokenizer has neither a pad token nor an EOS token")
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
+        self.decoder = cfg.decoder
+        reason = unsupported_reason(model) if cfg.decoder == "incremental" else None
+        if reason:
+            logger.info("incremental decoding does not apply (%s); using generate()", reason)
+            self.decoder = "generate"
+        self._rng: Any = None
 
     def _generate(self, batch: list[str]) -> list[list[str]]:
+        if self.decoder == "incremental":
+            return self._decode_incremental(batch)
+        return self._generate_hf(batch)
+
+    def _decode_incremental(self, batch: list[str]) -> list[list[str]]:
+        from sqlgrpo.decoding import DecodeSettings, decode, eos_token_ids
+
+        rows = self.tokenizer(batch, add_special_tokens=False)["input_ids"]
+        settings = DecodeSettings(
+            max_new_tokens=self.cfg.max_new_tokens,
+            eos_token_ids=eos_token_ids(self.model, self.tokenizer),
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+        )
+        k = self.cfg.num_samples
+        tokens = decode(self.model, rows, settings, samples_per_row=k, generator=self._rng)
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return [texts[i * k : (i + 1) * k] for i in range(len(batch))]
+
+    def _generate_hf(self, batch: list[str]) -> list[list[str]]:
         import torch
 
         enc = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(
@@ -119,6 +158,7 @@ class HFGenerator:
 
         if not self.cfg.greedy:
             torch.manual_seed(self.cfg.seed)
+            self._rng = torch.Generator(device=self.model.device).manual_seed(self.cfg.seed)
         lengths = [
             len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         ]

@@ -263,6 +263,12 @@ class SqlGrpoTrainer(GRPOTrainer):
     exactly zero, yet TRL would still run the forward and backward pass. Here that
     micro-batch skips both (agreed across processes so data parallel ranks stay in step),
     and the skip is counted in the ``skipped_backward`` metric.
+
+    Without vLLM, completions are sampled with :func:`sqlgrpo.decoding.decode_repeated`
+    (``generation_decoder: incremental``): each prompt of a group is prefilled once and a
+    completion leaves the batch when it ends. Settings that loop does not cover
+    (repetition penalty, extra generation kwargs, a static cache, images, DeepSpeed or
+    FSDP) use TRL's ``generate`` path.
     """
 
     def __init__(
@@ -273,9 +279,11 @@ class SqlGrpoTrainer(GRPOTrainer):
         completions_count: int = 8,
         prefill: str = "",
         skip_zero_variance: bool = True,
+        generation_decoder: str = "incremental",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.generation_decoder = generation_decoder
         self.completions_path = completions_path
         self.completions_every = completions_every
         self.completions_count = completions_count
@@ -283,6 +291,60 @@ class SqlGrpoTrainer(GRPOTrainer):
         self.skip_zero_variance = skip_zero_variance
         self.skipped_backward = 0
         self._last_completions_step = -1
+
+    def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
+        """Why this batch must be sampled with TRL's own path, or None."""
+        args = self.args
+        checks = [
+            (self.generation_decoder != "incremental", "generation_decoder is 'generate'"),
+            (self.use_vllm, "vLLM generates"),
+            (getattr(self, "use_transformers_continuous_batching", False), "continuous batching"),
+            (images is not None or bool(multimodal_fields), "multimodal inputs"),
+            (self.is_deepspeed_enabled or self.is_fsdp_enabled, "DeepSpeed / FSDP"),
+            ((self.repetition_penalty or 1.0) != 1.0, "repetition_penalty"),
+            (bool(args.generation_kwargs), "generation_kwargs"),
+            (args.cache_implementation is not None, "cache_implementation"),
+        ]
+        return next((why for blocked, why in checks if blocked), None)
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        why = self._incremental_blocker(images, multimodal_fields)
+        if why is not None:
+            if not getattr(self, "_told_decoder", False):
+                logger.info("GRPO sampling uses TRL's generate (%s)", why)
+                self._told_decoder = True
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        import torch
+        from trl.extras.profiling import profiling_context
+        from trl.models import unwrap_model_for_generation
+
+        from sqlgrpo.decoding import DecodeSettings, decode_repeated
+
+        settings = DecodeSettings(
+            max_new_tokens=self.max_completion_length,
+            eos_token_ids=frozenset(self.eos_token_ids),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k or 0,
+            min_p=self.min_p,
+        )
+        with (
+            profiling_context(self, "sqlgrpo.decode"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+        ):
+            completion_ids = decode_repeated(unwrapped_model, prompt_ids, settings)
+        return completion_ids, None
 
     def _loss_can_skip(self) -> bool:
         args = self.args
@@ -464,6 +526,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         completions_count=script.completions_log_count,
         prefill=prompt.prefill,
         skip_zero_variance=script.skip_zero_variance_backward,
+        generation_decoder=script.generation_decoder,
     )
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if script.resume else None)

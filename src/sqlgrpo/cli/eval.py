@@ -54,7 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         default="auto",
         choices=("auto", "hf", "vllm"),
-        help="auto: vLLM when installed on a GPU, else HF generate",
+        help="auto: vLLM when installed on a GPU, else HF (transformers)",
+    )
+    p.add_argument(
+        "--decoder",
+        default="incremental",
+        choices=("incremental", "generate"),
+        help="HF backend: incremental (default; the shared prompt prefix runs once and finished "
+        "rows leave the batch) or transformers' generate()",
     )
     p.add_argument("--prefill", default="", help=r"assistant-turn prefill, e.g. '<reasoning>\n'")
     p.add_argument(
@@ -103,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             num_samples=args.num_samples,
             seed=args.seed or 0,
             backend=args.backend,
+            decoder=args.decoder,
             show_progress=not args.no_progress,
         ),
     )

@@ -1,0 +1,176 @@
+"""The incremental decoder against transformers' ``generate`` on a tiny random Llama."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval_tiny_model import tiny_model_dir
+from sqlgrpo.decoding import (
+    DecodeSettings,
+    common_prefix_length,
+    decode,
+    eos_token_ids,
+    unsupported_reason,
+)
+from sqlgrpo.generation import GenerationConfig, HFGenerator, generate
+
+QUESTIONS = [
+    "How many rows?",
+    "List every vessel name that docked in Rotterdam after 2020, ordered by tonnage descending.",
+    "Total sales?",
+    "Which customers placed more than three orders in the last quarter and live in Canada?",
+    "Average age of employees per department, only departments with at least five people.",
+    "Name the cheapest product.",
+]
+SYSTEM = "You convert questions into SQL. Answer inside <reasoning> and <sql> tags."
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_model_dir(tmp_path_factory.mktemp("model"))
+    return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
+
+
+def _rows(tokenizer: object) -> list[list[int]]:
+    texts = [
+        tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+            [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        + "<reasoning>\n"
+        for q in QUESTIONS
+    ]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+
+
+def _reference(model: object, tokenizer: object, rows: list[list[int]], n: int, eos: int) -> list:
+    """Left-padded ``generate``, cut after the first end token like the decoder's output."""
+    import torch
+
+    tokenizer.padding_side = "left"  # type: ignore[attr-defined]
+    enc = tokenizer.pad({"input_ids": rows}, return_tensors="pt")  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        out = model.generate(  # type: ignore[attr-defined]
+            **enc,
+            max_new_tokens=n,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+        )
+    result = []
+    for seq in out[:, enc["input_ids"].shape[1] :].tolist():
+        result.append(seq[: seq.index(eos) + 1] if eos in seq else seq)
+    return result
+
+
+def test_common_prefix_leaves_every_row_a_token() -> None:
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert common_prefix_length([[7, 1], [8, 1]]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 0
+
+
+@pytest.mark.parametrize("prefill_rows", [1, 4, 16])
+def test_greedy_matches_generate(tiny: tuple[object, object], prefill_rows: int) -> None:
+    model, tokenizer = tiny
+    rows = _rows(tokenizer)
+    assert common_prefix_length(rows) > 20, "the system prompt should be a shared prefix"
+    assert len({len(r) for r in rows}) > 1, "prompts must differ in length"
+    eos = tokenizer.eos_token_id  # type: ignore[attr-defined]
+    settings = DecodeSettings(
+        max_new_tokens=12, eos_token_ids=frozenset([eos]), prefill_rows=prefill_rows
+    )
+    ours = decode(model, rows, settings)
+    assert ours == _reference(model, tokenizer, rows, 12, eos)
+    assert all(len(o) == 12 for o in ours), "the random model should not stop on its own"
+
+
+def test_rows_that_end_leave_the_batch(tiny: tuple[object, object]) -> None:
+    """Declare as end token one the model emits early in some rows and late or never in others."""
+    model, tokenizer = tiny
+    rows = _rows(tokenizer)
+    free = decode(model, rows, DecodeSettings(max_new_tokens=16, eos_token_ids=frozenset()))
+    counts: dict[int, int] = {}
+    for seq in free:
+        for t in set(seq[:12]):
+            counts[t] = counts.get(t, 0) + 1
+    # a token some rows emit and others do not: those rows stop at different steps
+    stop = next(t for t, c in sorted(counts.items(), key=lambda kv: -kv[1]) if 0 < c < len(rows))
+    settings = DecodeSettings(max_new_tokens=16, eos_token_ids=frozenset([stop]), prefill_rows=4)
+    ours = decode(model, rows, settings)
+    assert ours == _reference(model, tokenizer, rows, 16, stop)
+    ended = [seq for seq in ours if seq[-1] == stop]
+    assert ended and len(ended) < len(rows)
+    assert {len(s) for s in ours} != {16}
+
+
+def test_generator_decoders_agree_and_sampling_is_seeded(tiny: tuple[object, object]) -> None:
+    model, tokenizer = tiny
+    texts = [tokenizer.decode(r) for r in _rows(tokenizer)]  # type: ignore[attr-defined]
+    greedy = {
+        d: generate(
+            HFGenerator(
+                model, tokenizer, GenerationConfig(max_new_tokens=10, batch_size=4, decoder=d)
+            ),
+            texts,
+        )
+        for d in ("incremental", "generate")
+    }
+    assert greedy["incremental"] == greedy["generate"]
+    cfg = GenerationConfig(
+        max_new_tokens=8, batch_size=3, temperature=1.0, top_p=0.9, num_samples=3, seed=3
+    )
+    first = generate(HFGenerator(model, tokenizer, cfg), texts[:3])
+    again = generate(HFGenerator(model, tokenizer, cfg), texts[:3])
+    assert first == again
+    assert [len(c) for c in first] == [3, 3, 3]
+    assert len({t for c in first for t in c}) > 3, "samples of one prompt should differ"
+
+
+def test_models_with_extra_logits_processors_use_generate(tiny: tuple[object, object]) -> None:
+    model, tokenizer = tiny
+    assert unsupported_reason(model) is None
+    assert eos_token_ids(model, tokenizer) == {tokenizer.eos_token_id}  # type: ignore[attr-defined]
+    old = model.generation_config.repetition_penalty  # type: ignore[attr-defined]
+    model.generation_config.repetition_penalty = 1.3  # type: ignore[attr-defined]
+    try:
+        assert "repetition_penalty" in (unsupported_reason(model) or "")
+        gen = HFGenerator(model, tokenizer, GenerationConfig(max_new_tokens=4))
+        assert gen.decoder == "generate"
+    finally:
+        model.generation_config.repetition_penalty = old  # type: ignore[attr-defined]
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        DecodeSettings(max_new_tokens=0, eos_token_ids=frozenset())
+    with pytest.raises(ValueError, match="prefill_rows"):
+        DecodeSettings(max_new_tokens=1, eos_token_ids=frozenset(), prefill_rows=0)
+    with pytest.raises(ValueError, match="decoder"):
+        GenerationConfig(decoder="beam")
+
+
+def test_repeated_prompts_are_prefilled_once(tiny: tuple[object, object], monkeypatch) -> None:
+    """A GRPO batch (each prompt k times in a row) decodes like the rows given one by one."""
+    import sqlgrpo.decoding as decoding
+
+    model, tokenizer = tiny
+    rows = _rows(tokenizer)[:3]
+    grouped = [r for r in rows for _ in range(4)]
+    settings = DecodeSettings(max_new_tokens=10, eos_token_ids=frozenset())
+    seen: list[int] = []
+    real_prefill = decoding._prefill
+    monkeypatch.setattr(
+        decoding,
+        "_prefill",
+        lambda m, rs, st, arg: seen.append(len(rs)) or real_prefill(m, rs, st, arg),
+    )
+    out = decoding.decode_repeated(model, grouped, settings)
+    assert seen == [3], "three distinct prompts prefilled once each"
+    assert out == [o for o in decode(model, rows, settings) for _ in range(4)]
+    ragged = grouped[:-1]  # runs of 4, 4 and 3: decoded as given
+    assert decoding.decode_repeated(model, ragged, settings) == out[:-1]
+    assert seen[-1] == len(ragged)
