@@ -133,7 +133,7 @@ class SqlGrpoArguments:
         default=4, metadata={"help": "completions sampled per screened prompt (>= 2)"}
     )
     prescreen_batch_size: int = field(
-        default=16, metadata={"help": "prompts per generate() call while screening"}
+        default=16, metadata={"help": "prompts per generation batch while screening"}
     )
     completions_log_steps: int = field(
         default=1,

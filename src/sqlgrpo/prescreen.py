@@ -134,6 +134,7 @@ def run_prescreen(
     policy: str = "",
     compare_rule: str = "seed",
     out_dir: Path | None = None,
+    decoder: str = "incremental",
 ) -> ScreenResult:
     """Screen ``n`` candidates with ``generations`` sampled completions each.
 
@@ -179,6 +180,7 @@ def run_prescreen(
         num_samples=generations,
         seed=seed,
         backend="hf",
+        decoder=decoder,
     )
     prompts = [
         render_prompt(build_messages(s, prompt), tokenizer, prompt.prefill) for s in candidates

@@ -587,6 +587,7 @@ def _prescreened(
             policy=policy_path,
             compare_rule=script.compare_rule,
             out_dir=Path(training.output_dir),
+            decoder=script.generation_decoder,
         )
     kept = set(result.kept)
     per_step = max(1, (training.generation_batch_size or 1) // training.num_generations)
