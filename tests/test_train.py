@@ -375,9 +375,12 @@ def test_grpo_samples_with_the_incremental_decoder(
     assert calls == [(4, 12)], "one batch of 4 completions (1 prompt x 4), 12 tokens"
     rows = _jsonl(tmp_path / "inc" / "completions.jsonl")
     assert len(rows) == 4 and all(r["completion"] for r in rows)
+    metrics = _jsonl(tmp_path / "inc" / "metrics.jsonl")
+    assert metrics[0]["sampling_seconds"] > 0
 
     calls.clear()
     args = ("--max_steps", "1", "--generation_decoder", "generate")
     assert _train(tmp_path / "gen", tiny_model_dir, *args) == 0
     assert calls == []
     assert len(_jsonl(tmp_path / "gen" / "completions.jsonl")) == 4
+    assert _jsonl(tmp_path / "gen" / "metrics.jsonl")[0]["sampling_seconds"] > 0

@@ -1,4 +1,4 @@
-"""Batched text generation for evaluation: Hugging Face ``generate`` or vLLM.
+"""Batched text generation for evaluation: transformers (incremental decoder or ``generate``) or vLLM.
 
 Prompts are fully rendered strings (chat template + prefill). The HF path decodes
 with :mod:`sqlgrpo.decoding` (shared prompt prefix run once, finished rows leave

@@ -310,14 +310,25 @@ class SqlGrpoTrainer(GRPOTrainer):
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
+        """Sample a batch's completions; the seconds it took go to the ``sampling_seconds`` metric."""
+        import time
+
+        started = time.perf_counter()
         why = self._incremental_blocker(images, multimodal_fields)
-        if why is not None:
+        if why is None:
+            result = self._sample_incremental(prompt_ids)
+        else:
             if not getattr(self, "_told_decoder", False):
                 logger.info("GRPO sampling uses TRL's generate (%s)", why)
                 self._told_decoder = True
-            return super()._generate_single_turn(
+            result = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["sampling_seconds"].append(time.perf_counter() - started)
+        return result
+
+    def _sample_incremental(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
         import torch
         from trl.extras.profiling import profiling_context
         from trl.models import unwrap_model_for_generation
