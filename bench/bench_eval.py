@@ -25,16 +25,13 @@ import argparse
 import importlib.util
 import json
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks_md import write_section
 from sqlgrpo.evaluate import EvalConfig, evaluate
 from sqlgrpo.generation import GenerationConfig, HFGenerator
-
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_eval:start -->", "<!-- bench_eval:end -->"
 
 
 def tiny_llama(tmp: Path) -> tuple[object, object, str]:
@@ -134,21 +131,6 @@ def bench_model(
     }
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in doc:
-        doc += f"\n## Evaluation throughput\n\n{START}\n{END}\n"
-    doc = re.sub(
-        re.escape(START) + ".*?" + re.escape(END),
-        lambda _: f"{START}\n{text}\n{END}",
-        doc,
-        flags=re.S,
-    )
-    path.write_text(doc, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=16, help="examples (bundled test split)")
@@ -214,7 +196,7 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        write_section(section)
+        write_section("bench_eval", "Evaluation throughput", section)
         print("updated BENCHMARKS.md")
 
 

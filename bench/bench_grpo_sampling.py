@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks_md import write_section
 from sqlgrpo.cli import main as sqlgrpo
 
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_grpo_sampling:start -->", "<!-- bench_grpo_sampling:end -->"
 DECODERS = ("generate", "incremental")
 
 
@@ -47,21 +45,6 @@ def summarize(rows: list[dict]) -> dict[str, float]:
         "length": statistics.mean(r["completions/mean_length"] for r in steps),
         "n": len(steps),
     }
-
-
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md."""
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text(encoding="utf-8")
-    if START not in doc:
-        doc += f"\n## GRPO sampling\n\n{START}\n{END}\n"
-    doc = re.sub(
-        re.escape(START) + ".*?" + re.escape(END),
-        lambda _: f"{START}\n{text}\n{END}",
-        doc,
-        flags=re.S,
-    )
-    path.write_text(doc, encoding="utf-8")
 
 
 def main() -> None:
@@ -106,7 +89,7 @@ def main() -> None:
         + "`",
     ]
     if not args.no_write:
-        write_section("\n".join(lines))
+        write_section("bench_grpo_sampling", "GRPO sampling", "\n".join(lines))
         print("updated BENCHMARKS.md")
 
 

@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks_md import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "gretel" / "train.jsonl"
 BENCHMARKS = REPO / "BENCHMARKS.md"
-START, END = "<!-- bench_rewards:start -->", "<!-- bench_rewards:end -->"
 #: Issue 2's target and the floor it was measured beside (ms per completion).
 TARGET_MS, ISSUE_FLOOR_MS = 0.15, 0.045
 KINDS = (
@@ -308,16 +309,6 @@ def render(result: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace the text between this benchmark's markers in BENCHMARKS.md."""
-    content = BENCHMARKS.read_text() if BENCHMARKS.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in content or END not in content:
-        content = content.rstrip() + f"\n\n## Reward scoring\n\n{START}\n{END}\n"
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    BENCHMARKS.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="gretel jsonl")
@@ -336,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(result, command)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("bench_rewards", "Reward scoring", text)
         print(f"\nwrote the bench_rewards section of {BENCHMARKS}")
     return 0
 
