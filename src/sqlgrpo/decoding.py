@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 # generation_config fields that add logits processors this loop does not apply, with the
 # value that means "off"; a model that sets one is decoded with ``generate`` instead

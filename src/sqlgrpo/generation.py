@@ -108,15 +108,15 @@ class HFGenerator:
             self.decoder = "generate"
         self._rng: Any = None
 
-    def _generate(self, batch: list[str]) -> list[list[str]]:
+    def _generate(self, batch: list[str], rows: list[list[int]]) -> list[list[str]]:
+        """Completions for the prompt texts ``batch``, whose token ids are ``rows``."""
         if self.decoder == "incremental":
-            return self._decode_incremental(batch)
+            return self._decode_incremental(rows)
         return self._generate_hf(batch)
 
-    def _decode_incremental(self, batch: list[str]) -> list[list[str]]:
+    def _decode_incremental(self, rows: list[list[int]]) -> list[list[str]]:
         from sqlgrpo.decoding import DecodeSettings, decode, eos_token_ids
 
-        rows = self.tokenizer(batch, add_special_tokens=False)["input_ids"]
         settings = DecodeSettings(
             max_new_tokens=self.cfg.max_new_tokens,
             eos_token_ids=eos_token_ids(self.model, self.tokenizer),
@@ -126,7 +126,7 @@ class HFGenerator:
         k = self.cfg.num_samples
         tokens = decode(self.model, rows, settings, samples_per_row=k, generator=self._rng)
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-        return [texts[i * k : (i + 1) * k] for i in range(len(batch))]
+        return [texts[i * k : (i + 1) * k] for i in range(len(rows))]
 
     def _generate_hf(self, batch: list[str]) -> list[list[str]]:
         import torch
@@ -159,14 +159,12 @@ class HFGenerator:
         if not self.cfg.greedy:
             torch.manual_seed(self.cfg.seed)
             self._rng = torch.Generator(device=self.model.device).manual_seed(self.cfg.seed)
-        lengths = [
-            len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        ]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        ids = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         self.model.eval()
         for start in range(0, len(order), self.cfg.batch_size):
             idx = order[start : start + self.cfg.batch_size]
-            yield idx, self._generate([prompts[i] for i in idx])
+            yield idx, self._generate([prompts[i] for i in idx], [ids[i] for i in idx])
 
 
 class VLLMGenerator:
