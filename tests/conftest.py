@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the external datasets that sit beside the repo."""
+"""Shared fixtures: paths to the external datasets that sit beside the repo, and a tiny model."""
 
 from __future__ import annotations
 
@@ -26,3 +26,14 @@ def spider_subset_path() -> Path:
     if not (SPIDER_SUBSET / "train.json").exists():
         pytest.skip(f"needs the shared Spider subset at {SPIDER_SUBSET}")
     return SPIDER_SUBSET
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    """A tiny random Llama and its tokenizer (``eval_tiny_model``), fresh for each module."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eval_tiny_model import tiny_model_dir
+
+    path = tiny_model_dir(tmp_path_factory.mktemp("model"))
+    return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))

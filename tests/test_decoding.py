@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from eval_tiny_model import tiny_model_dir
 from sqlgrpo.decoding import (
     DecodeSettings,
     common_prefix_length,
@@ -23,14 +22,6 @@ QUESTIONS = [
     "Name the cheapest product.",
 ]
 SYSTEM = "You convert questions into SQL. Answer inside <reasoning> and <sql> tags."
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = tiny_model_dir(tmp_path_factory.mktemp("model"))
-    return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
 
 
 def _rows(tokenizer: object) -> list[list[int]]:

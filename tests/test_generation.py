@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from eval_tiny_model import tiny_model_dir
 from sqlgrpo.generation import (
     GenerationConfig,
     HFGenerator,
@@ -22,14 +21,6 @@ QUESTIONS = [
     "Which customers placed more than three orders in the last quarter and live in Canada or Mexico?",
     "Average age of employees per department, only departments with at least five people.",
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = tiny_model_dir(tmp_path_factory.mktemp("model"))
-    return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
 
 
 def _prompts(tokenizer: object) -> list[str]:
