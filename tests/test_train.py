@@ -185,6 +185,31 @@ def test_warmup_then_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert (run / "model" / "config.json").is_file()
 
 
+def test_full_finetune_warmup_before_lora_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A LoRA warm-up (merged) changes only the LoRA target modules; a full fine-tuning
+    warm-up changes the others too, while GRPO still trains adapters."""
+    from safetensors.torch import load_file
+
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    changed = {}
+    for name, extra in (("lora", ()), ("full", ("--sft_warmup_full_finetune", "true"))):
+        run = tmp_path / name
+        code = _train(
+            run, tiny_model_dir,
+            "--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
+            "--lora_target_modules", "q_proj", "v_proj",
+            "--sft_warmup_samples", "4", "--sft_warmup_max_steps", "2",
+            "--sft_warmup_batch_size", "2", "--sft_warmup_learning_rate", "1e-3",
+            "--max_steps", "1", "--save_steps", "5", *extra,
+        )  # fmt: skip
+        assert code == 0
+        warm = load_file(str(run / "warmup" / "model" / "model.safetensors"))
+        changed[name] = {k for k, v in warm.items() if k in base and not v.equal(base[k])}
+        assert (run / "adapter" / "adapter_config.json").is_file()  # GRPO trained LoRA
+    assert changed["lora"] and all("q_proj" in k or "v_proj" in k for k in changed["lora"])
+    assert any("mlp" in k for k in changed["full"])
+
+
 def test_prescreen_records_every_candidate_and_falls_back(
     tmp_path: Path, tiny_model_dir: Path, caplog
 ) -> None:

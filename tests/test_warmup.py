@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from sqlgrpo.config import ConfigError, parse_run_config
 from sqlgrpo.rewards import FormatReward, ReasoningReward
-from sqlgrpo.warmup import explain_sql, schema_tables, warmup_target
+from sqlgrpo.warmup import explain_sql, schema_tables, warmup_model_args, warmup_target
 
+CPU_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m-cpu.yaml"
 CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\"\[]?(\w+)", re.I)
 
 
@@ -133,3 +135,29 @@ def test_warmup_target_with_prefill() -> None:
     assert "<reasoning>\n" + warmup_target("SELECT 1", prefill="<reasoning>\n") == full
     with pytest.raises(ValueError, match="not the start"):
         warmup_target("SELECT 1", prefill="<think>")
+
+
+@pytest.mark.parametrize(
+    ("args", "warmup_lora"),
+    [
+        ([], False),
+        (["--use_peft", "true"], True),
+        (["--use_peft", "true", "--sft_warmup_full_finetune", "true"], False),
+        (["--sft_warmup_full_finetune", "true"], False),
+    ],
+)
+def test_warmup_trains_what_grpo_trains_unless_told_full(
+    args: list[str], warmup_lora: bool
+) -> None:
+    cfg = parse_run_config(["--config", str(CPU_RECIPE), *args])
+    assert warmup_model_args(cfg).use_peft is warmup_lora
+    assert cfg.model.use_peft is ("--use_peft" in args)  # GRPO's own setting is untouched
+
+
+def test_full_finetune_warmup_refuses_quantized_models() -> None:
+    cfg = parse_run_config(
+        ["--config", str(CPU_RECIPE), "--use_peft", "true", "--load_in_4bit", "true"]
+        + ["--sft_warmup_full_finetune", "true"]
+    )
+    with pytest.raises(ConfigError, match="full-precision"):
+        warmup_model_args(cfg)

@@ -121,6 +121,14 @@ class SqlGrpoArguments:
     sft_warmup_batch_size: int = field(
         default=4, metadata={"help": "per-device batch size of the SFT warm-up"}
     )
+    sft_warmup_full_finetune: bool = field(
+        default=False,
+        metadata={
+            "help": "warm up with full fine-tuning even when GRPO trains LoRA adapters "
+            "(use_peft); by default the warm-up trains what GRPO trains. Not with 4/8-bit "
+            "loading or Unsloth"
+        },
+    )
     prescreen_prompts: int = field(
         default=0,
         metadata={

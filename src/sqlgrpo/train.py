@@ -474,6 +474,10 @@ def run_training(cfg: RunConfig) -> TrainResult:
             "or choose another output_dir"
         )
     _check_generation_backend(training)
+    if script.sft_warmup_samples:
+        from sqlgrpo.warmup import warmup_model_args
+
+        warmup_model_args(cfg)  # a conflicting warm-up setting fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
 
     base_path = resolve_model_path(
@@ -612,6 +616,18 @@ def _prescreened(
             len(samples),
         )
         return samples
+    completions_per_step = (
+        training.per_device_train_batch_size
+        * training.world_size
+        * training.gradient_accumulation_steps
+    )
+    needed = training.max_steps * max(1, completions_per_step // training.num_generations)
+    if training.max_steps > 0 and len(kept) < needed:
+        logger.warning(
+            "the prompt screen kept %d prompt(s) but %d GRPO step(s) draw %d: each kept prompt "
+            "is trained on about %.1f times; screen more (prescreen_prompts) to see more prompts",
+            len(kept), training.max_steps, needed, needed / len(kept),
+        )  # fmt: skip
     return [s for s in samples if s.id in kept]
 
 

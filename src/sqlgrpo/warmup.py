@@ -14,17 +14,18 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
 from sqlglot import exp
 
+from sqlgrpo.config import ConfigError
 from sqlgrpo.data import PromptConfig, Sample, build_messages
 
 if TYPE_CHECKING:
-    from sqlgrpo.config import RunConfig
+    from sqlgrpo.config import ModelArguments, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -415,12 +416,27 @@ def warmup_dataset(
     return Dataset.from_list(rows)
 
 
+def warmup_model_args(cfg: RunConfig) -> ModelArguments:
+    """The model settings the warm-up trains with: GRPO's, or the same without LoRA when
+    ``sft_warmup_full_finetune`` is set (which needs a full-precision, non-Unsloth model)."""
+    model_args = cfg.model
+    if not cfg.script.sft_warmup_full_finetune or not model_args.use_peft:
+        return model_args
+    if model_args.load_in_4bit or model_args.load_in_8bit or model_args.use_unsloth:
+        raise ConfigError(
+            "sft_warmup_full_finetune needs the full-precision model: it cannot be combined "
+            "with load_in_4bit, load_in_8bit or use_unsloth (those train adapters only)"
+        )
+    return replace(model_args, use_peft=False)
+
+
 def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_dir: Path) -> Path:
     """SFT the base model on explained gold SQL; save the full model to ``out_dir``.
 
     Uses the first ``sft_warmup_samples`` training samples, TRL's ``SFTTrainer`` with loss
-    on the completion only, and the GRPO run's device / precision / LoRA settings. A LoRA
-    warm-up is merged before saving so GRPO starts from a plain model folder.
+    on the completion only, and the GRPO run's device / precision / LoRA settings (no LoRA
+    with ``sft_warmup_full_finetune``). A LoRA warm-up is merged before saving so GRPO starts
+    from a plain model folder.
     """
     from trl import SFTConfig, SFTTrainer
 
@@ -434,7 +450,7 @@ def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_di
             script.sft_warmup_samples,
             len(chosen),
         )
-    model, tokenizer, peft_config = load_policy(cfg.model, training, base_path)
+    model, tokenizer, peft_config = load_policy(warmup_model_args(cfg), training, base_path)
     dataset = warmup_dataset(chosen, cfg.prompt, tokenizer, script.sft_warmup_reasoning)
     work_dir = out_dir.parent
     args = SFTConfig(
