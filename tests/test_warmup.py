@@ -154,10 +154,12 @@ def test_warmup_trains_what_grpo_trains_unless_told_full(
     assert cfg.model.use_peft is ("--use_peft" in args)  # GRPO's own setting is untouched
 
 
-def test_full_finetune_warmup_refuses_quantized_models() -> None:
+@pytest.mark.parametrize(
+    "adapters_only", [["--use_peft", "true", "--load_in_4bit", "true"], ["--use_unsloth", "true"]]
+)
+def test_full_finetune_warmup_refuses_adapter_only_models(adapters_only: list[str]) -> None:
     cfg = parse_run_config(
-        ["--config", str(CPU_RECIPE), "--use_peft", "true", "--load_in_4bit", "true"]
-        + ["--sft_warmup_full_finetune", "true"]
+        ["--config", str(CPU_RECIPE), *adapters_only, "--sft_warmup_full_finetune", "true"]
     )
     with pytest.raises(ConfigError, match="full-precision"):
         warmup_model_args(cfg)

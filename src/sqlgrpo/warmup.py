@@ -420,7 +420,7 @@ def warmup_model_args(cfg: RunConfig) -> ModelArguments:
     """The model settings the warm-up trains with: GRPO's, or the same without LoRA when
     ``sft_warmup_full_finetune`` is set (which needs a full-precision, non-Unsloth model)."""
     model_args = cfg.model
-    if not cfg.script.sft_warmup_full_finetune or not model_args.use_peft:
+    if not cfg.script.sft_warmup_full_finetune:
         return model_args
     if model_args.load_in_4bit or model_args.load_in_8bit or model_args.use_unsloth:
         raise ConfigError(
