@@ -107,6 +107,7 @@ def test_dataset_split_none_from_the_command_line(spelled: str) -> None:
         (["--eval_holdout", "-1"], "eval_holdout"),
         (["--sql_timeout_s", "0"], "sql_timeout_s"),
         (["--sft_warmup_reasoning", "verbose"], "'full' or 'concise'"),
+        (["--sft_warmup_only", "true", "--sft_warmup_samples", "0"], "needs a warm-up"),
         (["--prescreen_generations", "1"], "prescreen_generations must be >= 2"),
         (["--prescreen_prompts", "-3"], "prescreen_prompts"),
     ],

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sqlgrpo.cli import main
+from sqlgrpo.train import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -183,6 +184,25 @@ def test_warmup_then_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert summary["samples"] == 4 and summary["steps"] == 2
     assert summary["first_loss"] > 0
     assert (run / "model" / "config.json").is_file()
+
+
+def test_warmup_only_then_a_further_pass(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sft_warmup_only stops before GRPO; its model can start another warm-up pass."""
+    first = tmp_path / "first"
+    warm = ("--sft_warmup_samples", "4", "--sft_warmup_max_steps", "2",
+            "--sft_warmup_batch_size", "2", "--sft_warmup_only", "true")  # fmt: skip
+    assert _train(first, tiny_model_dir, *warm) == 0
+    assert "warm-up only (no GRPO)" in capsys.readouterr().out
+    assert (first / "warmup" / "model" / "config.json").is_file()
+    assert not (first / "model").exists() and last_checkpoint(first) is None
+    assert not (first / "metrics.jsonl").exists()
+
+    second = tmp_path / "second"
+    assert _train(second, first / "warmup" / "model", *warm) == 0
+    assert json.loads((second / "warmup" / "warmup_summary.json").read_text())["steps"] == 2
+    assert (second / "holdout_ids.json").read_text() == (first / "holdout_ids.json").read_text()
 
 
 def test_full_finetune_warmup_before_lora_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -129,6 +129,13 @@ class SqlGrpoArguments:
             "loading or Unsloth"
         },
     )
+    sft_warmup_only: bool = field(
+        default=False,
+        metadata={
+            "help": "stop after the SFT warm-up: no GRPO (ablations of the warm-up, or a "
+            "further warm-up pass from a warm-up model); needs sft_warmup_samples > 0"
+        },
+    )
     prescreen_prompts: int = field(
         default=0,
         metadata={
@@ -213,6 +220,8 @@ class SqlGrpoArguments:
             raise ValueError(
                 "the SFT warm-up needs sft_warmup_epochs > 0 or sft_warmup_max_steps > 0"
             )
+        if self.sft_warmup_only and not self.sft_warmup_samples:
+            raise ValueError("sft_warmup_only needs a warm-up: set sft_warmup_samples > 0")
         if self.sft_warmup_reasoning not in ("full", "concise"):
             raise ValueError(
                 "sft_warmup_reasoning must be 'full' or 'concise', "

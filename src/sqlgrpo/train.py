@@ -4,7 +4,8 @@ Stages, top to bottom in ``run_training``:
 
 1. resolve the model (alias / hub id / folder / run folder) and its tokenizer;
 2. load samples, hold some out, drop (and report) prompts over the token budget;
-3. optional SFT warm-up on explained gold SQL (``RUN_DIR/warmup/model``);
+3. optional SFT warm-up on explained gold SQL (``RUN_DIR/warmup/model``; with
+   ``sft_warmup_only`` the run ends here);
 4. build the rewards (registry names + weights, prefill put back before scoring);
 5. ``SqlGrpoTrainer`` (TRL's ``GRPOTrainer`` + run-folder logging + zero-variance skip);
 6. train (``--resume`` continues from the last checkpoint; Ctrl-C saves one first);
@@ -515,6 +516,17 @@ def run_training(cfg: RunConfig) -> TrainResult:
         else:
             logger.info("using the existing warm-up model at %s", warmup_dir)
         policy_path = str(warmup_dir)
+        if script.sft_warmup_only:
+            logger.info("sft_warmup_only: no GRPO; the model is %s", warmup_dir)
+            return TrainResult(
+                output_dir=output_dir,
+                global_step=0,
+                interrupted=False,
+                model_dir=None,
+                adapter_dir=None,
+                warmup_dir=warmup_dir,
+                plot=None,
+            )
 
     model, tokenizer, peft_config = load_policy(model_args, training, policy_path)
     train_samples = data.train

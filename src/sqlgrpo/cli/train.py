@@ -64,7 +64,10 @@ def handle_train(args: argparse.Namespace) -> int:
             "--resume true"
         )
         return 130
-    print(f"trained {result.global_step} step(s); run folder: {result.output_dir}")
+    if cfg.script.sft_warmup_only:
+        print(f"warm-up only (no GRPO); run folder: {result.output_dir}")
+    else:
+        print(f"trained {result.global_step} step(s); run folder: {result.output_dir}")
     if result.warmup_dir:
         print(f"  warm-up model: {result.warmup_dir}")
     if result.model_dir:
