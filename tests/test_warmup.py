@@ -163,3 +163,38 @@ def test_full_finetune_warmup_refuses_adapter_only_models(adapters_only: list[st
     )
     with pytest.raises(ConfigError, match="full-precision"):
         warmup_model_args(cfg)
+
+
+def test_padding_free_batches_give_the_padded_loss_and_gradients(tiny, tmp_path: Path) -> None:
+    """sft_warmup_padding_free relies on the attention keeping flattened samples apart:
+    on real warm-up samples of uneven length, loss and gradients match the padded batch."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from sqlgrpo.data import PromptConfig, load_samples
+    from sqlgrpo.warmup import warmup_dataset
+
+    model, tokenizer = tiny
+    samples = load_samples("bundled", split="train", limit=4).samples
+    dataset = warmup_dataset(samples, PromptConfig(prefill="<reasoning>\n"), tokenizer, "concise")
+    results = {}
+    for padding_free in (False, True):
+        args = SFTConfig(
+            output_dir=str(tmp_path / str(padding_free)), completion_only_loss=True,
+            max_length=None, padding_free=padding_free, use_cpu=True, report_to=[],
+        )  # fmt: skip
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer
+        )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(samples))])
+        lengths = [len(trainer.train_dataset[i]["input_ids"]) for i in range(len(samples))]
+        assert len(set(lengths)) > 1  # uneven: the padded batch really pads
+        assert ("attention_mask" in batch) is not padding_free
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[padding_free] = (loss.item(), grads)
+    model.zero_grad()
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
+    assert torch.allclose(results[True][1], results[False][1], atol=1e-6, rtol=1e-4)

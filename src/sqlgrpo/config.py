@@ -129,6 +129,15 @@ class SqlGrpoArguments:
             "loading or Unsloth"
         },
     )
+    sft_warmup_padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "warm up on batches flattened into one sequence without padding (TRL's "
+            "padding_free; the attention mask keeps the samples apart). Same loss, fewer "
+            "tokens. Needs a model whose attention honours packed position_ids: flash "
+            "attention, or sdpa/eager in transformers 5 (the Llama family is tested)"
+        },
+    )
     sft_warmup_only: bool = field(
         default=False,
         metadata={

@@ -469,6 +469,7 @@ def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_di
         report_to=[],
         seed=training.seed,
         completion_only_loss=True,
+        padding_free=script.sft_warmup_padding_free,
         max_length=None,
         disable_tqdm=training.disable_tqdm,
     )
@@ -487,6 +488,7 @@ def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_di
         "steps": trainer.state.global_step,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
+        "losses": losses,
         "train_runtime": result.metrics.get("train_runtime"),
     }
     trainer.accelerator.wait_for_everyone()
