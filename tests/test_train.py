@@ -181,7 +181,7 @@ def test_warmup_then_grpo(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert code == 0
     assert (run / "warmup" / "model" / "config.json").is_file()
     summary = json.loads((run / "warmup" / "warmup_summary.json").read_text())
-    assert summary["samples"] == 4 and summary["steps"] == 2
+    assert summary["samples"] == 4 and summary["steps"] == 2 and len(summary["losses"]) == 2
     assert summary["first_loss"] > 0
     assert (run / "model" / "config.json").is_file()
 
