@@ -201,7 +201,11 @@ def test_warmup_only_then_a_further_pass(
 
     second = tmp_path / "second"
     assert _train(second, first / "warmup" / "model", *warm) == 0
-    assert json.loads((second / "warmup" / "warmup_summary.json").read_text())["steps"] == 2
+    summaries = [json.loads((run / "warmup" / "warmup_summary.json").read_text())
+                 for run in (first, second)]  # fmt: skip
+    assert summaries[1]["steps"] == 2
+    # same samples in the same order: the second pass starts from the warmed-up weights
+    assert summaries[1]["first_loss"] < summaries[0]["first_loss"]
     assert (second / "holdout_ids.json").read_text() == (first / "holdout_ids.json").read_text()
 
 
