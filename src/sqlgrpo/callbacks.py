@@ -20,6 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from sqlgrpo.jsonl import read_jsonl
+from sqlgrpo.rewards.base import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +72,6 @@ def _prompt_text(prompt: Any) -> str:
     return str(prompt)
 
 
-def _completion_text(completion: Any, prefill: str) -> str:
-    if isinstance(completion, str):
-        return prefill + completion
-    if isinstance(completion, Sequence):
-        return prefill + "".join(
-            str(m.get("content", "")) for m in completion if isinstance(m, Mapping)
-        )
-    return prefill + str(completion)
-
-
 def write_completions(
     path: str | Path,
     step: int,
@@ -116,7 +107,7 @@ def write_completions(
             record = {
                 "step": step,
                 "prompt": _prompt_text(prompts[i]),
-                "completion": _completion_text(completions[i], prefill),
+                "completion": completion_text(completions[i], prefill),
                 "rewards": scores,
                 "reward": sum(finite) if finite else None,
                 "advantage": _json_value(float(advantages[i])),

@@ -92,15 +92,11 @@ class HFGenerator:
 
     def __init__(self, model: Any, tokenizer: Any, cfg: GenerationConfig) -> None:
         from sqlgrpo.decoding import unsupported_reason
+        from sqlgrpo.models import prepare_tokenizer
 
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokenizer = prepare_tokenizer(tokenizer)
         self.cfg = cfg
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ValueError("tokenizer has neither a pad token nor an EOS token")
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
         self.decoder = cfg.decoder
         reason = unsupported_reason(model) if cfg.decoder == "incremental" else None
         if reason:

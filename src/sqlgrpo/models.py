@@ -16,7 +16,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlgrpo.config import GRPOTrainConfig, ModelArguments
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +214,13 @@ def _torch_dtype(dtype: Any) -> Any:
     raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16")
 
 
+def _with_pad_token(model: Any, tokenizer: Any) -> Any:
+    """Give the model's config the tokenizer's pad token id when it has none."""
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def load_tokenizer(name: str, *, cache_dir: str | os.PathLike | None = None) -> Any:
     """Load only the tokenizer for a model name (alias, hub id, folder or run folder)."""
     from transformers import AutoTokenizer
@@ -246,8 +256,71 @@ def load_model_and_tokenizer(
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype))
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    model = _with_pad_token(model, tokenizer)
     if device is not None:
         model = model.to(device)
     return model, tokenizer
+
+
+def load_policy(
+    model_args: ModelArguments, training: GRPOTrainConfig, path: str
+) -> tuple[Any, Any, Any]:
+    """Load the model to train: (model, tokenizer, peft_config or None).
+
+    ``path`` is already resolved (:func:`resolve_model_path`); the tokenizer pads on the left.
+    """
+    if model_args.use_unsloth:
+        return _load_unsloth(model_args, training, path)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import get_peft_config, get_quantization_config
+
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    kwargs: dict[str, Any] = {
+        "revision": model_args.model_revision,
+        "dtype": _torch_dtype(model_args.dtype or "auto"),
+    }
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}  # one GPU per process
+    model = _with_pad_token(AutoModelForCausalLM.from_pretrained(path, **kwargs), tokenizer)
+    return model, tokenizer, get_peft_config(model_args)
+
+
+def _load_unsloth(
+    model_args: ModelArguments, training: GRPOTrainConfig, path: str
+) -> tuple[Any, Any, Any]:
+    from sqlgrpo.config import ConfigError
+
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as exc:
+        raise ConfigError(
+            "use_unsloth needs Unsloth on a CUDA GPU: pip install 'sqlgrpo[gpu]' "
+            f"(import failed: {exc})"
+        ) from exc
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path,
+        max_seq_length=model_args.unsloth_max_seq_length,
+        load_in_4bit=model_args.load_in_4bit,
+        fast_inference=training.use_vllm,
+        max_lora_rank=model_args.lora_r,
+        gpu_memory_utilization=training.vllm_gpu_memory_utilization,
+    )
+    targets = model_args.lora_target_modules or [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    ]  # fmt: skip
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=[targets] if isinstance(targets, str) else list(targets),
+        use_gradient_checkpointing="unsloth" if training.gradient_checkpointing else False,
+        random_state=training.seed,
+    )
+    return model, prepare_tokenizer(tokenizer), None

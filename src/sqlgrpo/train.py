@@ -35,8 +35,8 @@ from sqlgrpo.callbacks import (
     write_completions,
 )
 from sqlgrpo.config import ConfigError, GRPOTrainConfig, ModelArguments, RunConfig, SqlGrpoArguments
-from sqlgrpo.data import PromptConfig, Sample, build_messages, check_prompt_budget, load_samples
-from sqlgrpo.models import prepare_tokenizer, resolve_model_path
+from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
+from sqlgrpo.models import load_policy, prepare_tokenizer, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -116,32 +116,11 @@ def prepare_samples(
     return PreparedData(samples, holdout, over, len(loaded.skipped))
 
 
-def prompt_column(sample: Sample, prompt: PromptConfig, tokenizer: Any) -> Any:
-    """The ``prompt`` value TRL sees: chat messages, or rendered text when a prefill is set.
-
-    TRL renders conversational prompts with ``add_generation_prompt=True`` and no way to
-    continue a final assistant message, so a prefill is rendered here as text.
-    """
-    messages = build_messages(sample, prompt)
-    if not prompt.prefill:
-        return messages
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    bos = getattr(tokenizer, "bos_token", None)
-    if bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
-        text = text[len(bos) :]  # the tokenizer adds it again when TRL tokenizes the text
-    return text + prompt.prefill
-
-
-def _tokenizer_adds_bos(tokenizer: Any) -> bool:
-    ids = tokenizer("a")["input_ids"]
-    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
-
-
 def build_dataset(samples: list[Sample], prompt: PromptConfig, tokenizer: Any) -> Any:
     """A ``datasets.Dataset`` with ``prompt`` plus the reward columns (sql, sql_context, db_path, id)."""
     from datasets import Dataset
 
-    rows = [{"prompt": prompt_column(s, prompt, tokenizer), **s.reward_columns()} for s in samples]
+    rows = [{"prompt": trainer_prompt(s, prompt, tokenizer), **s.reward_columns()} for s in samples]
     return Dataset.from_list(rows)
 
 
@@ -154,92 +133,20 @@ def build_rewards(script: SqlGrpoArguments, prefill: str) -> list[Any]:
     The comparison rule, DML state matching and sandbox limits go to every reward that
     takes them (the execution reward).
     """
-    import inspect
-
-    from sqlgrpo.rewards import build_profile, build_reward
+    from sqlgrpo.rewards import build_profile
+    from sqlgrpo.rewards import build_rewards as build_named
     from sqlgrpo.sql.sandbox import SandboxLimits
 
     limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
     execution = {"rule": script.compare_rule, "state_match": script.state_match, "limits": limits}
     if not script.reward_funcs:
         return build_profile(script.reward_profile, prefill=prefill, **execution)
-    weights = script.reward_func_weights or [None] * len(script.reward_funcs)
-    rewards = []
-    for name, weight in zip(script.reward_funcs, weights, strict=True):
-        reward = build_reward(name, weight=weight, prefill=prefill)
-        accepted = set(inspect.signature(type(reward).__init__).parameters)
-        options = {k: v for k, v in execution.items() if k in accepted}
-        if options:
-            reward = build_reward(name, weight=weight, prefill=prefill, **options)
-        rewards.append(reward)
-    return rewards
+    return build_named(
+        list(script.reward_funcs), script.reward_func_weights, prefill=prefill, **execution
+    )
 
 
 # ---------------------------------------------------------------------------- model
-
-
-def load_policy(
-    model_args: ModelArguments, training: GRPOTrainConfig, path: str
-) -> tuple[Any, Any, Any]:
-    """Load the model to train: (model, tokenizer, peft_config or None)."""
-    if model_args.use_unsloth:
-        return _load_unsloth(model_args, training, path)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import get_peft_config, get_quantization_config
-
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
-    kwargs: dict[str, Any] = {"revision": model_args.model_revision}
-    if model_args.dtype not in (None, "auto"):
-        import torch
-
-        kwargs["dtype"] = getattr(torch, model_args.dtype)
-    else:
-        kwargs["dtype"] = "auto"
-    if model_args.attn_implementation:
-        kwargs["attn_implementation"] = model_args.attn_implementation
-    quantization = get_quantization_config(model_args)
-    if quantization is not None:
-        kwargs["quantization_config"] = quantization
-        from accelerate import PartialState
-
-        kwargs["device_map"] = {"": PartialState().local_process_index}  # one GPU per process
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer, get_peft_config(model_args)
-
-
-def _load_unsloth(
-    model_args: ModelArguments, training: GRPOTrainConfig, path: str
-) -> tuple[Any, Any, Any]:
-    try:
-        from unsloth import FastLanguageModel
-    except ImportError as exc:
-        raise ConfigError(
-            "use_unsloth needs Unsloth on a CUDA GPU: pip install 'sqlgrpo[gpu]' "
-            f"(import failed: {exc})"
-        ) from exc
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=path,
-        max_seq_length=model_args.unsloth_max_seq_length,
-        load_in_4bit=model_args.load_in_4bit,
-        fast_inference=training.use_vllm,
-        max_lora_rank=model_args.lora_r,
-        gpu_memory_utilization=training.vllm_gpu_memory_utilization,
-    )
-    targets = model_args.lora_target_modules or [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    ]  # fmt: skip
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=[targets] if isinstance(targets, str) else list(targets),
-        use_gradient_checkpointing="unsloth" if training.gradient_checkpointing else False,
-        random_state=training.seed,
-    )
-    return model, prepare_tokenizer(tokenizer), None
 
 
 def _check_generation_backend(training: GRPOTrainConfig) -> None:

@@ -14,6 +14,8 @@ from sqlgrpo.data.prompts import (
     check_prompt_budget,
     prompt_tokens,
     render_prompt,
+    render_sample_prompt,
+    trainer_prompt,
     user_message,
 )
 from sqlgrpo.data.sample import DataError, LoadResult, Sample, SkippedRow
@@ -39,6 +41,8 @@ __all__ = [
     "load_samples",
     "prompt_tokens",
     "render_prompt",
+    "render_sample_prompt",
+    "trainer_prompt",
     "sqlite_schema",
     "user_message",
     "validate_samples",

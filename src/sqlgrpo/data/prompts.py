@@ -114,9 +114,36 @@ def render_prompt(messages: Sequence[dict[str, str]], tokenizer: Any, prefill: s
     return text + prefill
 
 
+def render_sample_prompt(sample: Sample, cfg: PromptConfig, tokenizer: Any) -> str:
+    """One sample's prompt as the model sees it: chat template, generation prompt, prefill."""
+    return render_prompt(build_messages(sample, cfg), tokenizer, cfg.prefill)
+
+
+def trainer_prompt(sample: Sample, cfg: PromptConfig, tokenizer: Any) -> Any:
+    """The ``prompt`` value a TRL trainer sees: chat messages, or rendered text with a prefill.
+
+    TRL renders conversational prompts with ``add_generation_prompt=True`` and no way to
+    continue a final assistant message, so a prefill is rendered here as text, without the
+    BOS token the tokenizer adds again when TRL tokenizes it. Either way the token ids equal
+    those of :func:`render_sample_prompt`.
+    """
+    if not cfg.prefill:
+        return build_messages(sample, cfg)
+    text = render_sample_prompt(sample, cfg, tokenizer)
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
+        text = text[len(bos) :]
+    return text
+
+
+def _tokenizer_adds_bos(tokenizer: Any) -> bool:
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id
+
+
 def prompt_tokens(sample: Sample, tokenizer: Any, cfg: PromptConfig) -> int:
     """Number of tokens in the sample's fully rendered prompt (prefill included)."""
-    text = render_prompt(build_messages(sample, cfg), tokenizer, cfg.prefill)
+    text = render_sample_prompt(sample, cfg, tokenizer)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 

@@ -110,19 +110,54 @@ def build_profile(
     unused = set(overrides) - {reward for reward, _ in entries}
     if unused:
         raise ValueError(f"profile {name!r} has no reward(s) {', '.join(sorted(unused))} to weight")
-    used: set[str] = set()
-    rewards = []
-    for reward_name, fixed in entries:
-        cls = REWARDS[reward_name][0]
-        accepted = _accepted(cls)
-        extra = {k: v for k, v in options.items() if k in accepted and k not in fixed}
-        used |= set(extra)
-        rewards.append(
-            build_reward(reward_name, overrides.get(reward_name), prefill=prefill, **fixed, **extra)
-        )
+    rewards, used = _route(
+        [(reward_name, overrides.get(reward_name), fixed) for reward_name, fixed in entries],
+        prefill,
+        options,
+    )
     unknown = set(options) - used
     if unknown:
         raise ValueError(
             f"no reward in profile {name!r} takes option(s) {', '.join(sorted(unknown))}"
         )
     return rewards
+
+
+def build_rewards(
+    names: list[str],
+    weights: list[float | None] | None = None,
+    prefill: str = "",
+    **options: Any,
+) -> list[Callable[..., list[float]]]:
+    """Rewards by an explicit list of names (or aliases), in order, each with ``prefill``.
+
+    ``weights`` (one per name, ``None`` = the reward's default) must match ``names`` in
+    length. Each of ``options`` goes to every listed reward that accepts it (the execution
+    options to the execution reward); options no listed reward takes are not an error here,
+    since a list need not contain every kind of reward.
+    """
+    weights = list(weights) if weights else [None] * len(names)
+    if len(weights) != len(names):
+        raise ValueError(f"{len(weights)} weight(s) for {len(names)} reward(s)")
+    rewards, _ = _route([(n, w, {}) for n, w in zip(names, weights, strict=True)], prefill, options)
+    return rewards
+
+
+def _route(
+    entries: list[tuple[str, float | None, dict[str, Any]]],
+    prefill: str,
+    options: dict[str, Any],
+) -> tuple[list[Callable[..., list[float]]], set[str]]:
+    """Build each (name, weight, fixed options) with the ``options`` its class accepts.
+
+    Returns the rewards and the option names some reward took.
+    """
+    used: set[str] = set()
+    rewards = []
+    for reward_name, weight, fixed in entries:
+        cls = REWARDS[_canonical(reward_name)][0]
+        accepted = _accepted(cls)
+        extra = {k: v for k, v in options.items() if k in accepted and k not in fixed}
+        used |= set(extra)
+        rewards.append(build_reward(reward_name, weight, prefill=prefill, **fixed, **extra))
+    return rewards, used
