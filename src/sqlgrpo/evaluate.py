@@ -17,13 +17,13 @@ from typing import Any
 
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
 from sqlgrpo.metrics import aggregate, read_records
+from sqlgrpo.sql.compare import COMPARE_RULES
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_config.json"
-COMPARE_RULES = ("seed", "spider", "bird")
 # Settings that must agree between an interrupted run and its continuation.
 _RESUME_KEYS = (
     "model",
@@ -59,7 +59,9 @@ class EvalConfig:
             "applied before limit"
         },
     )
-    compare_rule: str = field(default="seed", metadata={"help": "seed | spider | bird"})
+    compare_rule: str = field(
+        default="seed", metadata={"help": " | ".join(COMPARE_RULES) + " (sqlgrpo.sql.compare)"}
+    )
     prefill: str = field(default="", metadata={"help": "assistant-turn prefill, e.g. <reasoning>"})
     one_shot: bool = field(default=False, metadata={"help": "add the worked example"})
     system_prompt: str | None = field(default=None, metadata={"help": "override SPEC's prompt"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sqlgrpo.sql.compare import COMPARE_RULES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` command."""
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare",
         default="seed",
-        choices=("seed", "spider", "bird"),
+        choices=COMPARE_RULES,
         help="result comparison rule (default seed; see docs/evaluation.md)",
     )
     p.add_argument("--out", default="eval", help="output folder (default ./eval)")
