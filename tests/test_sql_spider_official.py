@@ -107,3 +107,36 @@ def test_cli_choices_come_from_the_rule_names() -> None:
         sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
         compare = next(a for a in sub._actions if a.dest == "compare")  # noqa: SLF001
         assert tuple(compare.choices) == COMPARE_RULES
+
+
+REAL = json.loads(
+    (Path(__file__).parent / "fixtures" / "sql_spider_official_real.json").read_text()
+)
+
+
+def test_official_verdicts_on_spider_databases(spider_subset_path: Path, tmp_path: Path) -> None:
+    """Per question, on official-format files over the real Spider databases."""
+    from sqlgrpo.sql.spider_official import score_files
+
+    cases = REAL["cases"]
+    gold_file, pred_file = tmp_path / "gold.txt", tmp_path / "pred.txt"
+    gold_file.write_text("".join(f"{c['gold']}\t{c['db_id']}\n" for c in cases))
+    pred_file.write_text("".join(f"{c['pred']}\n" for c in cases))
+    db_dir = spider_subset_path / "database"
+    got = score_files(gold_file, pred_file, db_dir)
+    assert [int(v) for v in got] == [c["official_default"] for c in cases]
+    kept = score_files(gold_file, pred_file, db_dir, rule="spider")
+    distinct = [i for i, c in enumerate(cases) if c["kind"].endswith("distinct")]
+    assert distinct
+    assert [int(kept[i]) for i in distinct] == [
+        cases[i]["official_keep_distinct"] for i in distinct
+    ]
+
+
+def test_score_files_checks_lengths(tmp_path: Path) -> None:
+    from sqlgrpo.sql.spider_official import score_files
+
+    (tmp_path / "g.txt").write_text("SELECT 1\tdb\n\nSELECT 2\tdb\n")
+    (tmp_path / "p.txt").write_text("SELECT 1\n")
+    with pytest.raises(ValueError, match="1 predictions for 2 gold lines"):
+        score_files(tmp_path / "g.txt", tmp_path / "p.txt", tmp_path)

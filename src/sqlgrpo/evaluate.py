@@ -41,7 +41,20 @@ _RESUME_KEYS = (
     "one_shot",
     "system_prompt",
     "reward_profile",
+    "vote",
+    "test_suite",
+    "timeout_s",
+    "bird_metrics",
+    "rves_iterations",
 )
+# Keys added later: a run recorded before them used these values.
+_RESUME_DEFAULTS = {
+    "vote": None,
+    "test_suite": False,
+    "timeout_s": DEFAULT_LIMITS.timeout_s,
+    "bird_metrics": False,
+    "rves_iterations": OFFICIAL_ITERATIONS,
+}
 
 
 @dataclass
@@ -183,7 +196,7 @@ def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
         new = cfg.settings()
-        diff = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
+        diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != new.get(k)]
         old_gen, new_gen = old.get("generation", {}), new["generation"]
         diff += [
             f"generation.{k}"

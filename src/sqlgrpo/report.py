@@ -157,7 +157,7 @@ def plot_reward_curves(curves: dict[str, list[tuple[float, float]]]) -> bytes:
         xs, ys = zip(*curves[name], strict=True)
         color = "C0" if k < len(names) - 1 else "C3"
         window = smoothing_window(len(ys))
-        ax.plot(xs, ys, ".", markersize=3, alpha=0.35, color=color, label="per step")
+        ax.plot(xs, ys, ".", markersize=4, alpha=0.45, color=color, label="per step")
         ax.plot(xs, rolling_mean(list(ys), window), color=color, label=f"rolling mean ({window})")
         ax.legend(fontsize=7)
         ax.set_title(name, fontsize=10)
