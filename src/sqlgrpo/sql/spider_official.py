@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 #: Column permutations checked before giving up (the evaluator has no bound; column
 #: pruning keeps real Spider results far below this).
 MAX_PERMUTATIONS = 200_000
+#: The evaluator's nominal per-query time limit (seconds).
+OFFICIAL_TIMEOUT_S = 60.0
 _CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
 _SPACED_OPERATORS = (("> =", ">="), ("< =", "<="), ("! =", "!="))
 
@@ -183,13 +185,16 @@ def score_files(
     other ``*.sqlite`` in that folder, as the evaluator does). Raises ``ValueError`` when the
     files hold different numbers of questions or a gold line has no database."""
     from sqlgrpo.sql.execution import ExecutionChecker
+    from sqlgrpo.sql.sandbox import SandboxLimits
 
     golds, preds = read_official_file(gold_file), read_official_file(pred_file)
     if len(golds) != len(preds):
         raise ValueError(
             f"{pred_file}: {len(preds)} predictions for {len(golds)} gold lines in {gold_file}"
         )
-    checker = ExecutionChecker(rule, test_suite=test_suite)
+    # The evaluator fetches whole results and allows 60 s a statement: no row cap here either.
+    limits = SandboxLimits(timeout_s=OFFICIAL_TIMEOUT_S, max_rows=100_000_000)
+    checker = ExecutionChecker(rule, limits=limits, test_suite=test_suite)
     verdicts = []
     for number, (gold, pred) in enumerate(zip(golds, preds, strict=True), start=1):
         if len(gold) < 2:
