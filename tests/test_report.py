@@ -277,3 +277,27 @@ def test_report_names_the_rule_and_shows_judge_agreement(run_dir: Path) -> None:
         assert f"fine {r['id']}" in page
     right = len(records) - len(wrong)
     assert f"<tr><td>&gt;= 4</td><td>{right}</td><td>{len(wrong)}</td></tr>" in page
+
+
+def test_report_shows_voting_and_bird_rows(run_dir: Path) -> None:
+    metrics_path = run_dir / "eval" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) | {
+        "compare_rule": "spider_official",
+        "settings": {"test_suite": True},
+        "voting": {
+            "method": "execution",
+            "n": 6,
+            "n_samples": 4,
+            "greedy_execution_accuracy": 0.5,
+            "voted_execution_accuracy": 0.625,
+            "pass_at_n": 0.875,
+        },
+        "bird": {"n": 6, "ex": 50.0, "soft_f1": 61.25, "r_ves": 48.5, "n_timed": 6},
+    }
+    metrics_path.write_text(json.dumps(metrics))
+    page = build_report(ReportConfig(run_dir=str(run_dir))).html.read_text()
+    assert "<td>voted execution accuracy (execution vote)</td><td>0.625</td>" in page
+    assert "<td>pass@N of the voted samples</td><td>0.875</td>" in page
+    assert "<td>BIRD Soft-F1 (0-100)</td><td>61.250</td>" in page
+    assert "<td>BIRD R-VES (0-100)</td><td>48.500</td>" in page
+    assert "spider_official + test suite" in page
