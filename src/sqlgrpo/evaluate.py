@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_config.json"
+#: Rows fetched per statement with bird_metrics (BIRD results can be large).
+BIRD_MAX_ROWS = 1_000_000
 # Settings that must agree between an interrupted run and its continuation.
 _RESUME_KEYS = (
     "model",
@@ -234,10 +236,11 @@ class Scorer:
         self.cfg = cfg
         self.prefill = cfg.prefill
         self.rewards = build_profile(cfg.reward_profile, prefill=cfg.prefill)
+        limits = SandboxLimits(timeout_s=cfg.timeout_s)
+        if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
+            limits = SandboxLimits(timeout_s=cfg.timeout_s, max_rows=BIRD_MAX_ROWS)
         self.checker = ExecutionChecker(
-            rule=cfg.compare_rule,
-            limits=SandboxLimits(timeout_s=cfg.timeout_s),
-            test_suite=cfg.test_suite,
+            rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
         )
 
     def _one(self, sample: Any, raw: str, *, bird: bool = False) -> dict[str, Any]:
