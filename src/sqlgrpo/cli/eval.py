@@ -184,13 +184,14 @@ def _run(args: argparse.Namespace) -> int:
         ]
     rule = m["compare_rule"] + (", test suite" if m["settings"].get("test_suite") else "")
     for name, value in rows:
-        print(f"  {name:42s} {'-' if value is None else f'{value:.3f}'}  [rule {rule}]")
+        tag = f"  [rule {rule}]" if "accuracy" in name or name.startswith("pass@") else ""
+        print(f"  {name:42s} {'-' if value is None else f'{value:.3f}'}{tag}")
     bird = m.get("bird")
     if bird:
         for name in ("ex", "soft_f1", "r_ves"):
             value = bird[name]
             label = {"ex": "BIRD EX", "soft_f1": "BIRD Soft-F1", "r_ves": "BIRD R-VES"}[name]
-            print(f"  {label:42s} {'-' if value is None else f'{value:.2f}'}  [rule bird official]")
+            print(f"  {label:42s} {'-' if value is None else f'{value:.2f}'}  [BIRD official]")
     print(
         f"  compare rule: {m['compare_rule']}; by gold kind: "
         + json.dumps({k: v["n"] for k, v in m["by_gold_kind"].items()})
