@@ -179,6 +179,7 @@ def test_renders_in_headless_chromium(run_dir: Path, baseline_dir: Path, tmp_pat
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-background-networking",
+                "--disable-quic",
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
@@ -231,3 +232,72 @@ def test_cli_report_repeated_baseline(run_dir: Path, baseline_dir: Path) -> None
         str(baseline_dir),
     ]
     assert main(args) == 0
+
+
+def test_rolling_mean_smooths_the_raw_points() -> None:
+    from sqlgrpo.report import rolling_mean, smoothing_window
+
+    assert rolling_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert rolling_mean([0.0, 1.0, 0.0, 1.0, 0.0, 1.0], 3) == pytest.approx(
+        [0.0, 0.5, 1 / 3, 2 / 3, 1 / 3, 2 / 3]
+    )
+    assert (
+        smoothing_window(20) == 3 and smoothing_window(250) == 25 and smoothing_window(1000) == 25
+    )
+    with pytest.raises(ValueError):
+        rolling_mean([1.0], 0)
+
+
+def test_report_names_the_rule_and_shows_judge_agreement(run_dir: Path) -> None:
+    from sqlgrpo.agreement import judge_execution_agreement
+
+    records = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").open()]
+    metrics_path = run_dir / "eval" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) | {"compare_rule": "spider_official"}
+    metrics_path.write_text(json.dumps(metrics))
+    # A scripted judge that praises every output: the wrong ones are "praised but wrong".
+    judgements = [
+        {
+            "id": r["id"],
+            "match": r["match"],
+            "status": "ok",
+            "scores": {"sql": 5.0},
+            "explanation": f"fine {r['id']}",
+        }
+        for r in records
+    ]
+    agreement = judge_execution_agreement(judgements)
+    summary = {"n": len(records), "n_scored": len(records), "sql_score_vs_execution": agreement}
+    (run_dir / "eval" / "judge_summary.json").write_text(json.dumps(summary))
+    page = build_report(ReportConfig(run_dir=str(run_dir))).html.read_text()
+    assert "[rule spider_official]" in page and "<td>comparison rule</td>" in page
+    wrong = [r for r in records if not r["match"]]
+    assert f"{len(wrong)} output(s) the judge scored &gt;= 4 whose SQL returns the wrong" in page
+    for r in wrong:
+        assert f"fine {r['id']}" in page
+    right = len(records) - len(wrong)
+    assert f"<tr><td>&gt;= 4</td><td>{right}</td><td>{len(wrong)}</td></tr>" in page
+
+
+def test_report_shows_voting_and_bird_rows(run_dir: Path) -> None:
+    metrics_path = run_dir / "eval" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) | {
+        "compare_rule": "spider_official",
+        "settings": {"test_suite": True},
+        "voting": {
+            "method": "execution",
+            "n": 6,
+            "n_samples": 4,
+            "greedy_execution_accuracy": 0.5,
+            "voted_execution_accuracy": 0.625,
+            "pass_at_n": 0.875,
+        },
+        "bird": {"n": 6, "ex": 50.0, "soft_f1": 61.25, "r_ves": 48.5, "n_timed": 6},
+    }
+    metrics_path.write_text(json.dumps(metrics))
+    page = build_report(ReportConfig(run_dir=str(run_dir))).html.read_text()
+    assert "<td>voted execution accuracy (execution vote)</td><td>0.625</td>" in page
+    assert "<td>pass@N of the voted samples</td><td>0.875</td>" in page
+    assert "<td>BIRD Soft-F1 (0-100)</td><td>61.250</td>" in page
+    assert "<td>BIRD R-VES (0-100)</td><td>48.500</td>" in page
+    assert "spider_official + test suite" in page

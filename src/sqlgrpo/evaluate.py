@@ -7,23 +7,29 @@ batch by batch so an interrupted run resumes from the ids already there) and
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
 from sqlgrpo.metrics import aggregate, read_records
+from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS
+from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
+from sqlgrpo.voting import VOTE_METHODS, result_key, vote_record
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_config.json"
-COMPARE_RULES = ("seed", "spider", "bird")
+#: Rows fetched per statement with bird_metrics (BIRD results can be large).
+BIRD_MAX_ROWS = 1_000_000
 # Settings that must agree between an interrupted run and its continuation.
 _RESUME_KEYS = (
     "model",
@@ -37,7 +43,20 @@ _RESUME_KEYS = (
     "one_shot",
     "system_prompt",
     "reward_profile",
+    "vote",
+    "test_suite",
+    "timeout_s",
+    "bird_metrics",
+    "rves_iterations",
 )
+# Keys added later: a run recorded before them used these values.
+_RESUME_DEFAULTS = {
+    "vote": None,
+    "test_suite": False,
+    "timeout_s": DEFAULT_LIMITS.timeout_s,
+    "bird_metrics": False,
+    "rves_iterations": OFFICIAL_ITERATIONS,
+}
 
 
 @dataclass
@@ -59,19 +78,51 @@ class EvalConfig:
             "applied before limit"
         },
     )
-    compare_rule: str = field(default="seed", metadata={"help": "seed | spider | bird"})
+    compare_rule: str = field(
+        default="seed", metadata={"help": " | ".join(COMPARE_RULES) + " (sqlgrpo.sql.compare)"}
+    )
     prefill: str = field(default="", metadata={"help": "assistant-turn prefill, e.g. <reasoning>"})
     one_shot: bool = field(default=False, metadata={"help": "add the worked example"})
     system_prompt: str | None = field(default=None, metadata={"help": "override SPEC's prompt"})
     reward_profile: str = field(default="spec", metadata={"help": "rewards scored per output"})
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     resume: bool = field(default=True, metadata={"help": "continue from predictions.jsonl"})
+    vote: str | None = field(
+        default=None,
+        metadata={
+            "help": "execution: self-consistency vote over the num_samples sampled answers; "
+            "each record's own completion is then the greedy one (sqlgrpo.voting)"
+        },
+    )
+    test_suite: bool = field(
+        default=False,
+        metadata={"help": "a prediction must match on every *.sqlite in its database folder"},
+    )
+    timeout_s: float = field(
+        default=DEFAULT_LIMITS.timeout_s,
+        metadata={"help": "per-statement time limit (BIRD's official scripts use 30 s)"},
+    )
+    bird_metrics: bool = field(
+        default=False, metadata={"help": "also BIRD Soft-F1 and R-VES (sqlgrpo.sql.bird_metrics)"}
+    )
+    rves_iterations: int = field(
+        default=OFFICIAL_ITERATIONS, metadata={"help": "timed runs per correct answer for R-VES"}
+    )
 
     def __post_init__(self) -> None:
         if self.compare_rule not in COMPARE_RULES:
             raise ValueError(
                 f"compare_rule must be one of {COMPARE_RULES}, got {self.compare_rule!r}"
             )
+        if self.vote is not None:
+            if self.vote not in VOTE_METHODS:
+                raise ValueError(f"vote must be one of {VOTE_METHODS}, got {self.vote!r}")
+            if self.generation.num_samples < 2:
+                raise ValueError("vote needs num_samples >= 2 (and temperature > 0)")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.rves_iterations < 1:
+            raise ValueError(f"rves_iterations must be >= 1, got {self.rves_iterations}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
@@ -147,7 +198,7 @@ def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
         new = cfg.settings()
-        diff = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
+        diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != new.get(k)]
         old_gen, new_gen = old.get("generation", {}), new["generation"]
         diff += [
             f"generation.{k}"
@@ -180,12 +231,19 @@ class Scorer:
     def __init__(self, cfg: EvalConfig) -> None:
         from sqlgrpo.rewards import build_profile
         from sqlgrpo.sql.execution import ExecutionChecker
+        from sqlgrpo.sql.sandbox import SandboxLimits
 
+        self.cfg = cfg
         self.prefill = cfg.prefill
         self.rewards = build_profile(cfg.reward_profile, prefill=cfg.prefill)
-        self.checker = ExecutionChecker(rule=cfg.compare_rule)
+        limits = SandboxLimits(timeout_s=cfg.timeout_s)
+        if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
+            limits = SandboxLimits(timeout_s=cfg.timeout_s, max_rows=BIRD_MAX_ROWS)
+        self.checker = ExecutionChecker(
+            rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
+        )
 
-    def _one(self, sample: Any, raw: str) -> dict[str, Any]:
+    def _one(self, sample: Any, raw: str, *, bird: bool = False) -> dict[str, Any]:
         from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok
         from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
 
@@ -197,7 +255,7 @@ class Scorer:
             outcome if lenient == sql else self.checker.check(lenient, sample.sql, **where)
         )
         error = outcome.error_class
-        return {
+        record = {
             "raw_output": raw,
             "sql": sql,
             "sql_lenient": lenient,
@@ -211,12 +269,41 @@ class Scorer:
             "gold_kind": outcome.gold_kind,
             "error_class": getattr(error, "value", error),
             "execution": outcome.to_dict(),
+            "result_key": result_key(outcome.pred),
+        }
+        if bird:
+            record["bird"] = self._bird(sample, sql, outcome)
+        return record
+
+    def _bird(self, sample: Any, sql: str | None, outcome: Any) -> dict[str, Any] | None:
+        """Soft-F1 and R-VES of the scored answer (None for a gold that is no query)."""
+        from sqlgrpo.sql.bird_metrics import TimingConfig, rves_reward, soft_f1, time_ratio
+
+        gold, pred = outcome.gold, outcome.pred
+        if not gold.ok or gold.statement_type not in ("SELECT", "WITH"):
+            return None
+        pred_rows = pred.rows if pred is not None and pred.ok else None
+        same_set = pred_rows is not None and set(pred_rows) == set(gold.rows)
+        ratio = 0.0
+        if same_set and sample.db_path and sql:
+            timing = TimingConfig(iterations=self.cfg.rves_iterations, timeout_s=self.cfg.timeout_s)
+            ratio = time_ratio(sql, sample.sql, sample.db_path, timing)
+        return {
+            "ex": same_set,
+            "soft_f1": soft_f1(pred_rows, gold.rows),
+            "time_ratio": ratio if sample.db_path else None,
+            "rves_reward": rves_reward(ratio) if sample.db_path else None,
         }
 
     def score(
-        self, samples: list[Any], prompts: list[str], completions: list[list[str]]
+        self,
+        samples: list[Any],
+        prompts: list[str],
+        completions: list[list[str]],
+        sampled: list[list[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """One record per sample; the first completion is the scored one, all are kept."""
+        """One record per sample; the first completion is the scored one, all are kept
+        (``sampled``, when given, are the samples instead, e.g. beside a greedy answer)."""
         firsts = [c[0] for c in completions]
         columns = {
             k: [s.reward_columns()[k] for s in samples]
@@ -239,18 +326,21 @@ class Scorer:
                 "prompt": prompt,
                 "completion": texts[0],
             }
-            record.update(self._one(sample, self.prefill + texts[0]))
+            record.update(self._one(sample, self.prefill + texts[0], bird=self.cfg.bird_metrics))
             record["rewards"] = {name: values[i] for name, values in reward_values.items()}
             record["metadata"] = dict(sample.metadata)
-            if len(texts) > 1:
+            others = sampled[i] if sampled is not None else texts
+            if len(others) > 1:
                 record["samples"] = [
                     {
                         k: v
                         for k, v in self._one(sample, self.prefill + t).items()
                         if k != "execution"
                     }
-                    for t in texts
+                    for t in others
                 ]
+            if self.cfg.vote and record.get("samples"):
+                record["vote"] = vote_record(record["samples"])
             records.append(record)
         return records
 
@@ -271,11 +361,14 @@ def evaluate(
     tokenizer: Any = None,
     generator: Generator | None = None,
     stop_after: int | None = None,
+    greedy_generator: Generator | None = None,
 ) -> EvalResult:
     """Run (or resume) an evaluation and write predictions.jsonl and metrics.json.
 
     ``model``/``tokenizer``/``generator`` may be given to skip loading; ``stop_after``
-    stops after that many newly generated examples (used to test resuming).
+    stops after that many newly generated examples (used to test resuming). With
+    ``cfg.vote`` each record's own completion comes from ``greedy_generator`` (by
+    default a greedy twin of ``generator``) and the samples from ``generator``.
     """
     from sqlgrpo.data import build_messages, render_prompt
 
@@ -315,7 +408,11 @@ def evaluate(
         pcfg = _prompt_config(cfg)
         prompts = [render_prompt(build_messages(s, pcfg), tokenizer, cfg.prefill) for s in pending]
         scorer = Scorer(cfg)
-        generated, gen_seconds = _run(generator, scorer, pending, prompts, out, cfg, stop_after)
+        if cfg.vote and greedy_generator is None:
+            greedy_generator = greedy_twin(generator)
+        generated, gen_seconds = _run(
+            generator, scorer, pending, prompts, out, cfg, stop_after, greedy_generator
+        )
 
     records = read_records(out / PREDICTIONS_FILE)
     ordered = [records[s.id] for s in samples if s.id in records]
@@ -341,6 +438,18 @@ def evaluate(
     return EvalResult(metrics, out, generated, len(samples) - len(pending))
 
 
+def greedy_twin(generator: Generator) -> Generator:
+    """A copy of ``generator`` sharing its model but decoding greedily, one answer each."""
+    gen_cfg = getattr(generator, "cfg", None)
+    if not isinstance(gen_cfg, GenerationConfig):
+        raise ValueError(
+            f"cannot derive a greedy generator from {type(generator).__name__}; pass one"
+        )
+    twin = copy.copy(generator)
+    twin.cfg = replace(gen_cfg, temperature=0.0, num_samples=1)  # type: ignore[attr-defined]
+    return twin
+
+
 def _wants_vllm(cfg: EvalConfig) -> bool:
     from sqlgrpo.generation import vllm_available
 
@@ -357,10 +466,15 @@ def _run(
     out: Path,
     cfg: EvalConfig,
     stop_after: int | None,
+    greedy_generator: Generator | None = None,
 ) -> tuple[int, float]:
     from tqdm.auto import tqdm
 
+    from sqlgrpo.generation import generate
+
     generated = 0
+    correct = 0
+    voted_correct = 0
     gen_seconds = 0.0
     with (
         (out / PREDICTIONS_FILE).open("a", encoding="utf-8") as fh,
@@ -374,13 +488,24 @@ def _run(
             except StopIteration:
                 break
             gen_seconds += time.perf_counter() - started
-            records = scorer.score([samples[i] for i in idx], [prompts[i] for i in idx], texts)
+            batch_prompts = [prompts[i] for i in idx]
+            sampled = None
+            if greedy_generator is not None:  # voting: the record's own answer is greedy
+                started = time.perf_counter()
+                texts, sampled = generate(greedy_generator, batch_prompts), texts
+                gen_seconds += time.perf_counter() - started
+            records = scorer.score([samples[i] for i in idx], batch_prompts, texts, sampled)
             for record in records:
                 fh.write(json.dumps(record, default=str) + "\n")
             fh.flush()
             generated += len(idx)
+            correct += sum(bool(r["match"]) for r in records)
             bar.update(len(idx))
-            bar.set_postfix(acc=f"{sum(r['match'] for r in records)}/{len(records)}")
+            postfix = {"acc": f"{correct}/{generated}"}  # running totals over this run
+            if cfg.vote:
+                voted_correct += sum(bool(r.get("vote", {}).get("match")) for r in records)
+                postfix["voted"] = f"{voted_correct}/{generated}"
+            bar.set_postfix(postfix)
             if stop_after is not None and generated >= stop_after:
                 logger.info("stopping after %d examples as asked", generated)
                 break

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.agreement import judge_execution_agreement
 from sqlgrpo.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -332,20 +333,7 @@ def summarize(judgements: list[dict[str, Any]]) -> dict[str, Any]:
             "malformed": states.get("malformed", 0),
         }
     overall = [j["scores"]["overall"] for j in scored if j["scores"].get("overall") is not None]
-    both = [
-        (j["scores"]["sql"] >= 4.0, bool(j["match"]))
-        for j in scored
-        if j["scores"].get("sql") is not None and j.get("match") is not None
-    ]
-    table = Counter(both)
-    agreement = {
-        "n": len(both),
-        "judge_high_and_match": table[(True, True)],
-        "judge_high_no_match": table[(True, False)],
-        "judge_low_but_match": table[(False, True)],
-        "judge_low_and_no_match": table[(False, False)],
-        "rate": (table[(True, True)] + table[(False, False)]) / len(both) if both else None,
-    }
+    agreement = judge_execution_agreement(scored)
     return {
         "n": n,
         "n_scored": len(scored),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlgrpo.jsonl import read_jsonl
+from sqlgrpo.voting import voting_metrics
 
 BREAKDOWN_KEYS = ("sql_complexity", "sql_task_type", "difficulty", "db_id", "domain")
 GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")
@@ -77,7 +78,34 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         metrics["pass_at_n"] = _rate(
             [any(bool(s.get("match")) for s in (r.get("samples") or [r])) for r in rows]
         )
+    voting = voting_metrics(rows)
+    if voting is not None:
+        metrics["voting"] = voting
+    bird = bird_summary(rows)
+    if bird is not None:
+        metrics["bird"] = bird
     return metrics
+
+
+def bird_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """BIRD's metrics over the records that carry them (``record["bird"]``), on BIRD's
+    0-100 scale: EX (rows equal as sets), Soft-F1 and R-VES (only where the records had a
+    database file to time on). None when no record has them."""
+    from sqlgrpo.sql.bird_metrics import r_ves
+
+    rows = list(records)
+    scored = [r["bird"] for r in rows if r.get("bird")]
+    if not scored:
+        return None
+    timed = [b["rves_reward"] for b in scored if b.get("rves_reward") is not None]
+    return {
+        "n": len(scored),
+        "not_a_query": len(rows) - len(scored),
+        "ex": 100 * sum(bool(b["ex"]) for b in scored) / len(scored),
+        "soft_f1": 100 * sum(b["soft_f1"] for b in scored) / len(scored),
+        "r_ves": r_ves(timed) if len(timed) == len(scored) else None,
+        "n_timed": len(timed),
+    }
 
 
 def mcnemar_exact_p(gained: int, lost: int) -> float:

@@ -34,6 +34,12 @@ HEADLINE = (
     ("format_rate_strict", "format rate (strict)"),
     ("executable_rate", "executable rate"),
     ("pass_at_n", "pass@n (any sample correct)"),
+    ("voting.greedy_execution_accuracy", "greedy execution accuracy (voted runs)"),
+    ("voting.voted_execution_accuracy", "voted execution accuracy (execution vote)"),
+    ("voting.pass_at_n", "pass@N of the voted samples"),
+    ("bird.ex", "BIRD EX (0-100, rows as sets)"),
+    ("bird.soft_f1", "BIRD Soft-F1 (0-100)"),
+    ("bird.r_ves", "BIRD R-VES (0-100)"),
 )
 TIER_KEYS = (
     ("by_sql_complexity", "complexity tier"),
@@ -110,6 +116,24 @@ def reward_curves(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, flo
     return curves
 
 
+def rolling_mean(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def smoothing_window(n_points: int) -> int:
+    """Rolling-mean window for a curve of ``n_points``: a tenth of it, 3 to 25 steps."""
+    return min(25, max(3, n_points // 10))
+
+
 def _png(fig: Any) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -120,7 +144,8 @@ def _png(fig: Any) -> bytes:
 
 
 def plot_reward_curves(curves: dict[str, list[tuple[float, float]]]) -> bytes:
-    """One panel per reward component, mean reward against training step."""
+    """One panel per reward component: the raw per-step means as faint points and their
+    rolling mean (:func:`smoothing_window`) as a line."""
     from matplotlib.figure import Figure
 
     names = sorted(curves, key=lambda n: (n == "reward (total)", n))
@@ -130,9 +155,11 @@ def plot_reward_curves(curves: dict[str, list[tuple[float, float]]]) -> bytes:
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         xs, ys = zip(*curves[name], strict=True)
-        ax.plot(
-            xs, ys, marker="." if len(xs) < 40 else None, color="C0" if k < len(names) - 1 else "C3"
-        )
+        color = "C0" if k < len(names) - 1 else "C3"
+        window = smoothing_window(len(ys))
+        ax.plot(xs, ys, ".", markersize=4, alpha=0.45, color=color, label="per step")
+        ax.plot(xs, rolling_mean(list(ys), window), color=color, label=f"rolling mean ({window})")
+        ax.legend(fontsize=7)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -197,18 +224,38 @@ def _table(header: list[str], rows: list[list[Any]]) -> tuple[str, str]:
     return h, md
 
 
+def _rule(metrics: dict[str, Any]) -> str:
+    """The comparison rule an evaluation used, as the report names it."""
+    rule = str(metrics.get("compare_rule", "?"))
+    if (metrics.get("settings") or {}).get("test_suite"):
+        rule += " + test suite"
+    return rule
+
+
+def _lookup(metrics: dict[str, Any], key: str) -> Any:
+    if key.startswith("rewards."):
+        return metrics.get("rewards", {}).get(key[8:])
+    value: Any = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _metrics_section(runs: list[tuple[str, dict[str, Any]]]) -> _Section:
-    header = ["metric"] + [name for name, _ in runs] + (["change"] if len(runs) == 2 else [])
-    rows: list[list[Any]] = []
+    header = (
+        ["metric"]
+        + [f"{name} [rule {_rule(m)}]" for name, m in runs]
+        + (["change"] if len(runs) == 2 else [])
+    )
+    rows: list[list[Any]] = [["comparison rule", *(_rule(m) for _, m in runs)]]
+    if len(runs) == 2:
+        rows[0].append(None)
     keys = list(HEADLINE) + [
         (f"rewards.{r}", f"mean reward: {r}")
         for r in sorted({r for _, m in runs for r in m.get("rewards", {})})
     ]
     for key, label in keys:
-        values = [
-            (m.get("rewards", {}).get(key[8:]) if key.startswith("rewards.") else m.get(key))
-            for _, m in runs
-        ]
+        values = [_lookup(m, key) for _, m in runs]
         if all(v is None for v in values):
             continue
         row: list[Any] = [label, *values]
@@ -227,7 +274,9 @@ def _metrics_section(runs: list[tuple[str, dict[str, Any]]]) -> _Section:
     return _Section("Metrics", f"{h}<p class='note'>{html.escape(note)}</p>", f"{md}\n{note}\n")
 
 
-def _paired_section(cmp: PairedComparison, names: tuple[str, str]) -> _Section:
+def _paired_section(
+    cmp: PairedComparison, names: tuple[str, str], rule: str | None = None
+) -> _Section:
     rows = [
         ["shared ids", cmp.n_shared],
         [f"accuracy {names[0]}", cmp.accuracy_a],
@@ -239,11 +288,15 @@ def _paired_section(cmp: PairedComparison, names: tuple[str, str]) -> _Section:
     ]
     if cmp.only_in_a or cmp.only_in_b:
         rows.append(["ids in one run only", f"{cmp.only_in_a} / {cmp.only_in_b}"])
+    if rule:
+        rows.append(["comparison rule", rule])
     h, md = _table(["paired comparison", "value"], rows)
     return _Section("Paired comparison (same examples)", h, md)
 
 
-def _judge_section(summary: dict[str, Any]) -> _Section:
+def _judge_section(
+    summary: dict[str, Any], records: list[dict[str, Any]] | None = None, rule: str = "?"
+) -> _Section:
     rows = []
     for name, d in summary.get("dimensions", {}).items():
         rows.append(
@@ -271,13 +324,44 @@ def _judge_section(summary: dict[str, Any]) -> _Section:
             ", ".join(f"{k}: {v}" for k, v in sorted(summary.get("error_types", {}).items())),
         ],
         [
-            "judge SQL score >= 4 agrees with execution match",
+            f"judge SQL score >= 4 agrees with execution match (rule {rule})",
             f"{_fmt(agree.get('rate'))} (n={agree.get('n')})",
         ],
         ["judge high but execution wrong", agree.get("judge_high_no_match")],
     ]
+    if agree.get("kappa") is not None:
+        facts.append(["Cohen's kappa, judge vs execution", agree["kappa"]])
     h2, md2 = _table(["judge summary", "value"], facts)
-    return _Section("LLM judge", h1 + h2, md1 + "\n" + md2)
+    h, md = h1 + h2, md1 + "\n" + md2
+    table = agree.get("table")
+    if table:
+        th, tmd = _table(
+            [f"judge SQL score (rule {rule})", "execution match", "execution wrong"],
+            [[">= 4", *table[0]], ["< 4", *table[1]]],
+        )
+        h, md = h + th, md + "\n" + tmd
+    praised = agree.get("praised_but_wrong") or []
+    if praised:
+        by_id = {str(r.get("id")): r for r in records or []}
+        rows = [
+            [
+                p.get("id"),
+                p.get("sql_score"),
+                (by_id.get(str(p.get("id"))) or {}).get("sql") or "",
+                p.get("explanation") or "",
+            ]
+            for p in praised
+        ]
+        ph, pmd = _table(
+            ["praised but wrong: id", "SQL score", "predicted SQL", "judge said"], rows
+        )
+        note = (
+            f"{len(praised)} output(s) the judge scored >= 4 whose SQL returns the wrong result "
+            f"under rule {rule}."
+        )
+        h += f"<p class='note'>{html.escape(note)}</p>" + ph
+        md += f"\n{note}\n\n" + pmd
+    return _Section("LLM judge", h, md)
 
 
 def _pick_examples(records: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -391,7 +475,8 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
         cmp = compare_runs(base_dir, eval_dir)
         label = f"baseline ({base_dir.name})"
         if cmp.n_shared:
-            sec = _paired_section(cmp, (label, "this run"))
+            rules = {_rule(m) for _, m in runs}
+            sec = _paired_section(cmp, (label, "this run"), " / ".join(sorted(rules)))
             if len(base_dirs) > 1:
                 sec.title += f": {base_dir.name} vs this run"
             sections.append(sec)
@@ -407,7 +492,13 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     for key, label in TIER_KEYS:
         if any(m.get(key) for _, m in runs):
             tiers.figures.append(
-                _Figure(key, f"Execution accuracy by {label}", plot_tiers(key, label, runs))
+                _Figure(
+                    key,
+                    f"Execution accuracy by {label} (rule: "
+                    + ", ".join(f"{n} {_rule(m)}" for n, m in runs)
+                    + ")",
+                    plot_tiers(key, label, runs),
+                )
             )
     if tiers.figures:
         sections.append(tiers)
@@ -415,7 +506,9 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
         records = list(read_records(eval_dir / "predictions.jsonl").values())
         sections.append(_examples_section(records, cfg.n_examples))
         if (eval_dir / "judge_summary.json").exists():
-            sections.append(_judge_section(_load_json(eval_dir / "judge_summary.json")))
+            summary = _load_json(eval_dir / "judge_summary.json")
+            rule = _rule(runs[-1][1]) if runs else "?"
+            sections.append(_judge_section(summary, records, rule))
     elif (run / "completions.jsonl").exists():
         rows, _ = read_jsonl_lenient(run / "completions.jsonl")
         sections.append(_examples_section(rows[-cfg.n_examples :], cfg.n_examples))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
+from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
+from sqlgrpo.voting import VOTE_METHODS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` command."""
@@ -37,8 +42,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare",
         default="seed",
-        choices=("seed", "spider", "bird"),
-        help="result comparison rule (default seed; see docs/evaluation.md)",
+        choices=COMPARE_RULES,
+        help="result comparison rule (default seed; spider_official = the official Spider "
+        "evaluator's default, spider = its --keep_distinct; see docs/evaluation.md)",
+    )
+    p.add_argument(
+        "--test-suite",
+        action="store_true",
+        help="Spider test-suite layout: correct only if it matches on every *.sqlite in the "
+        "database's folder",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_LIMITS.timeout_s,
+        metavar="SECONDS",
+        help=f"per-statement time limit (default {DEFAULT_LIMITS.timeout_s:g}; BIRD's official "
+        f"scripts use {OFFICIAL_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--official-timeout",
+        action="store_true",
+        help=f"use BIRD's official {OFFICIAL_TIMEOUT_S:g} s limit (same as --timeout "
+        f"{OFFICIAL_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--bird-metrics",
+        action="store_true",
+        help="also report BIRD's Soft-F1 and R-VES (R-VES times correct answers on the "
+        "database file)",
+    )
+    p.add_argument(
+        "--rves-iterations",
+        type=int,
+        default=OFFICIAL_ITERATIONS,
+        help=f"timed runs per correct answer for R-VES (official {OFFICIAL_ITERATIONS})",
     )
     p.add_argument("--out", default="eval", help="output folder (default ./eval)")
     p.add_argument(
@@ -49,6 +87,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument(
         "--num-samples", type=int, default=1, help="completions per prompt (needs temperature > 0)"
+    )
+    p.add_argument(
+        "--vote",
+        default=None,
+        choices=VOTE_METHODS,
+        help="self-consistency: per question, the sample whose execution result most samples "
+        "share; reports greedy EX, voted EX and pass@N (needs --num-samples >= 2)",
     )
     p.add_argument(
         "--backend",
@@ -102,6 +147,11 @@ def _run(args: argparse.Namespace) -> int:
         system_prompt=system_prompt,
         reward_profile=args.rewards,
         resume=not args.no_resume,
+        vote=args.vote,
+        test_suite=args.test_suite,
+        timeout_s=OFFICIAL_TIMEOUT_S if args.official_timeout else args.timeout,
+        bird_metrics=args.bird_metrics,
+        rves_iterations=args.rves_iterations,
         generation=GenerationConfig(
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
@@ -125,8 +175,23 @@ def _run(args: argparse.Namespace) -> int:
         ("format rate (strict)", m.get("format_rate_strict")),
         ("executable rate", m["executable_rate"]),
     ]
+    voting = m.get("voting")
+    if voting:
+        rows += [
+            ("greedy execution accuracy", voting["greedy_execution_accuracy"]),
+            (f"voted execution accuracy ({voting['method']})", voting["voted_execution_accuracy"]),
+            (f"pass@{voting['n_samples']}", voting["pass_at_n"]),
+        ]
+    rule = m["compare_rule"] + (", test suite" if m["settings"].get("test_suite") else "")
     for name, value in rows:
-        print(f"  {name:42s} {'-' if value is None else f'{value:.3f}'}")
+        tag = f"  [rule {rule}]" if "accuracy" in name or name.startswith("pass@") else ""
+        print(f"  {name:42s} {'-' if value is None else f'{value:.3f}'}{tag}")
+    bird = m.get("bird")
+    if bird:
+        for name in ("ex", "soft_f1", "r_ves"):
+            value = bird[name]
+            label = {"ex": "BIRD EX", "soft_f1": "BIRD Soft-F1", "r_ves": "BIRD R-VES"}[name]
+            print(f"  {label:42s} {'-' if value is None else f'{value:.2f}'}  [BIRD official]")
     print(
         f"  compare rule: {m['compare_rule']}; by gold kind: "
         + json.dumps({k: v["n"] for k, v in m["by_gold_kind"].items()})

@@ -9,6 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.sql.compare import COMPARE_RULES
+
 REQUIRED_FIELDS = ("completion",)
 
 
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--compare",
-        choices=("seed", "spider", "bird"),
+        choices=COMPARE_RULES,
         default="seed",
         help="result comparison rule",
     )

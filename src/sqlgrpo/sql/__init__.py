@@ -3,7 +3,11 @@
 * :mod:`~sqlgrpo.sql.errors`: error classes and their partial credit;
 * :mod:`~sqlgrpo.sql.sandbox`: limits and :func:`run_untrusted` on a connection;
 * :mod:`~sqlgrpo.sql.database`: databases built from contexts or opened read-only;
-* :mod:`~sqlgrpo.sql.compare`: the ``seed`` / ``spider`` / ``bird`` comparison rules;
+* :mod:`~sqlgrpo.sql.compare`: the comparison rules (``CompareRule``: ``seed``,
+  ``spider``, ``spider_official``, ``bird``);
+* :mod:`~sqlgrpo.sql.spider_official`: the official Spider evaluator's rewrites and
+  result equality;
+* :mod:`~sqlgrpo.sql.bird_metrics`: BIRD's Soft-F1 and R-VES;
 * :mod:`~sqlgrpo.sql.execution`: gold-versus-prediction checks;
 * :mod:`~sqlgrpo.sql.statements`: statement type and splitting.
 
@@ -13,6 +17,7 @@ own modules.
 
 from sqlgrpo.sql.compare import (
     COMPARE_RULES,
+    CompareRule,
     MatchResult,
     compare_results,
     normalize_value,
@@ -33,6 +38,7 @@ from sqlgrpo.sql.statements import (
 
 __all__ = [
     "COMPARE_RULES",
+    "CompareRule",
     "DML_TYPES",
     "ERROR_CREDIT",
     "GOLD_KINDS",

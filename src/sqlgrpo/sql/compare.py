@@ -1,4 +1,4 @@
-"""Result comparison rules: ``seed`` (SPEC 2.4), ``spider`` and ``bird``.
+"""Result comparison rules: ``seed`` (SPEC 2.4), ``spider``, ``spider_official`` and ``bird``.
 
 Values are normalised before any comparison (:func:`normalize_value`):
 booleans and integral floats become ints, other floats keep 7 significant
@@ -11,9 +11,19 @@ digits (1e-6 relative), text and blobs compare exactly, NULL equals NULL.
   Jaccard of the row sets (prediction columns aligned to the gold by name);
   different names -> both projected onto their common column names; no common
   column -> 0.
-* ``spider``: Spider test-suite rule. Rows compare as multisets (as lists when
-  ``order_matters``); column order is ignored by searching for a permutation
-  of the prediction's columns that makes the results equal (bounded search).
+* ``spider``: Spider test-suite rule as the official evaluator
+  (taoyds/test-suite-sql-eval, ``--etype exec``) applies it when run with
+  ``--keep_distinct``: SQL runs as written, rows compare as multisets (as lists
+  when ``order_matters``); column order is ignored by searching for a
+  permutation of the prediction's columns that makes the results equal
+  (bounded search).
+* ``spider_official``: the official evaluator's *default* (what papers report):
+  ``DISTINCT`` is removed from gold and prediction before they run (also inside
+  ``COUNT(DISTINCT ...)``), with the evaluator's other rewrites; order matters
+  when the rewritten gold contains ``order by`` anywhere; two empty results match
+  whatever their widths; raw values compare exactly (no rounding). The rewrites
+  happen in :class:`~sqlgrpo.sql.execution.ExecutionChecker`; this module only
+  compares results (:func:`sqlgrpo.sql.spider_official.results_equal`).
 * ``bird``: BIRD rule, ``set(pred_rows) == set(gold_rows)``: row order and
   duplicates ignored, column order matters.
 
@@ -27,10 +37,16 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal, get_args
 
+from sqlgrpo.sql import spider_official
 from sqlgrpo.sql.sandbox import ExecResult
 
-COMPARE_RULES = ("seed", "spider", "bird")
+#: The comparison rules, named once; CLIs and configs derive their choices from it.
+CompareRule = Literal["seed", "spider", "spider_official", "bird"]
+COMPARE_RULES: tuple[str, ...] = get_args(CompareRule)
+#: Rules whose SQL the checker rewrites as the official Spider evaluator does.
+REWRITING_RULES = ("spider_official",)
 #: Column permutations tried by the spider rule before giving up.
 MAX_PERMUTATIONS = 5_000
 
@@ -78,6 +94,10 @@ def compare_results(
         raise ValueError(f"unknown comparison rule {rule!r}; choose one of {COMPARE_RULES}")
     if not (gold.ok and pred.ok):
         return MatchResult(False, 0.0, rule)
+    if rule == "spider_official":
+        if spider_official.results_equal(gold.rows, pred.rows, order_matters):
+            return MatchResult(True, 1.0, rule)
+        return MatchResult(False, set_jaccard(gold, pred), rule)
     width_equal = len(gold.columns) == len(pred.columns)
     # Fast path: values equal under Python's == also normalise equal.
     if rule == "bird":

@@ -5,6 +5,12 @@
 each prediction on its own pristine copy. SELECT golds are compared with a
 named rule (:mod:`sqlgrpo.sql.compare`); every other gold (INSERT, UPDATE,
 DELETE, ...) is judged by the state of every table after the statement.
+
+Under the ``spider_official`` rule both statements are first rewritten as the
+official Spider evaluator rewrites them (:mod:`sqlgrpo.sql.spider_official`).
+With ``test_suite=True`` a prediction on a database file must match the gold on
+every ``*.sqlite`` file in that file's folder (the test-suite distilled layout,
+``database/<db_id>/<db_id>*.sqlite``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
+from sqlgrpo.sql import spider_official
 from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
 from sqlgrpo.sql.database import Database, DatabaseCache
 from sqlgrpo.sql.errors import ErrorClass
@@ -40,6 +48,7 @@ class ExecutionOutcome:
     error_class: ErrorClass | None  # the prediction's, when it failed
     rule: str = "seed"
     order_matters: bool = False
+    databases_checked: int = 1  # > 1 under test_suite on a folder of databases
 
     def to_dict(self) -> dict:
         """JSON-safe diagnostics: types, kinds, counts and errors, never rows."""
@@ -60,6 +69,7 @@ class ExecutionOutcome:
             "match": self.match,
             "similarity": round(self.similarity, 6),
             "order_matters": self.order_matters,
+            "databases_checked": self.databases_checked,
             "error_class": self.error_class.value if self.error_class is not None else None,
             "error_message": pred.error_message if pred is not None else None,
             "pred_elapsed_s": round(pred.elapsed_s, 6) if pred is not None else None,
@@ -86,10 +96,12 @@ class ExecutionChecker:
         limits: SandboxLimits = DEFAULT_LIMITS,
         cache: DatabaseCache | None = None,
         max_gold_entries: int = 4096,
+        test_suite: bool = False,
     ) -> None:
         if rule not in COMPARE_RULES:
             raise ValueError(f"unknown comparison rule {rule!r}; choose one of {COMPARE_RULES}")
         self.rule = rule
+        self.test_suite = test_suite
         self.limits = limits
         self.cache = cache if cache is not None else DatabaseCache(limits)
         self.max_gold_entries = max_gold_entries
@@ -127,8 +139,11 @@ class ExecutionChecker:
                 self._gold.move_to_end(key)
                 return database, cached[0], cached[1]
         capture = _statement_type(gold_sql) not in QUERY_TYPES
-        result = database.run(gold_sql, capture_state=capture, allow_multiple=True)
-        order_matters = _has_order_by(gold_sql)
+        if self.rule == "spider_official":
+            run_sql, _, order_matters = spider_official.prepare(gold_sql, None)
+        else:
+            run_sql, order_matters = gold_sql, _has_order_by(gold_sql)
+        result = database.run(run_sql, capture_state=capture, allow_multiple=True)
         with self._lock:
             self._gold[key] = (result, order_matters)
             while len(self._gold) > self.max_gold_entries:
@@ -143,10 +158,31 @@ class ExecutionChecker:
         sql_context: str | None = None,
         db_path: str | None = None,
     ) -> ExecutionOutcome:
-        """Run ``pred_sql`` and compare it with the gold; never raises."""
+        """Run ``pred_sql`` and compare it with the gold; never raises.
+
+        With ``test_suite`` and a ``db_path`` whose folder holds other ``*.sqlite``
+        files, the outcome is the one on ``db_path`` but ``match`` holds only if the
+        prediction matches on every one of them.
+        """
+        outcome = self._check_one(pred_sql, gold_sql, sql_context, db_path)
+        if not (self.test_suite and db_path and outcome.match):
+            return outcome
+        others = test_suite_databases(db_path)
+        for other in others:
+            if not self._check_one(pred_sql, gold_sql, None, str(other)).match:
+                outcome.match = False
+                break
+        outcome.databases_checked = 1 + len(others)
+        return outcome
+
+    def _check_one(
+        self, pred_sql: str | None, gold_sql: str, sql_context: str | None, db_path: str | None
+    ) -> ExecutionOutcome:
         database, gold, order_matters = self._gold_entry(gold_sql, sql_context, db_path)
         kind = gold_kind(gold)
         try:
+            if pred_sql is not None and self.rule == "spider_official":
+                pred_sql = spider_official.prepare(gold_sql, pred_sql)[1]
             return self._check(pred_sql, gold_sql, gold, kind, database, order_matters)
         except Exception as exc:  # noqa: BLE001 - a reward must never raise
             logger.warning("execution check failed unexpectedly: %s", exc)
@@ -208,10 +244,19 @@ class ExecutionChecker:
             "limits": self.limits,
             "cache": self.cache,
             "max_gold_entries": self.max_gold_entries,
+            "test_suite": self.test_suite,
         }
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
+
+
+def test_suite_databases(db_path: str | Path) -> list[Path]:
+    """The other ``*.sqlite`` files in ``db_path``'s folder, sorted (empty in the plain
+    Spider layout, where each folder holds one database)."""
+    path = Path(db_path)
+    own = path.resolve()
+    return [p for p in sorted(path.parent.glob("*.sqlite")) if p.resolve() != own]
 
 
 def _same_single_statement(pred_sql: str, gold_sql: str) -> bool:
