@@ -102,7 +102,7 @@ def test_dataset_split_none_from_the_command_line(spelled: str) -> None:
             ["--reward_funcs", "soft_format", "execution", "--reward_func_weights", "1.0"],
             "one weight per reward",
         ),
-        (["--compare_rule", "fuzzy"], "seed, spider or bird"),
+        (["--compare_rule", "fuzzy"], "seed, spider, spider_official, bird"),
         (["--load_in_4bit", "true"], "use_peft: true"),
         (["--eval_holdout", "-1"], "eval_holdout"),
         (["--sql_timeout_s", "0"], "sql_timeout_s"),

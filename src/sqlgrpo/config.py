@@ -23,6 +23,7 @@ from typing import Any
 from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
+from sqlgrpo.sql.compare import COMPARE_RULES
 
 
 class ConfigError(ValueError):
@@ -81,7 +82,9 @@ class SqlGrpoArguments:
     )
     compare_rule: str = field(
         default="seed",
-        metadata={"help": "result comparison rule for the execution reward: seed, spider, bird"},
+        metadata={
+            "help": "result comparison rule for the execution reward: " + ", ".join(COMPARE_RULES)
+        },
     )
     state_match: bool = field(
         default=False,
@@ -212,9 +215,9 @@ class SqlGrpoArguments:
                 )
             if any(w < 0 for w in self.reward_func_weights):
                 raise ValueError("reward_func_weights must be >= 0")
-        if self.compare_rule not in ("seed", "spider", "bird"):
+        if self.compare_rule not in COMPARE_RULES:
             raise ValueError(
-                f"compare_rule must be seed, spider or bird, got {self.compare_rule!r}"
+                f"compare_rule must be one of {', '.join(COMPARE_RULES)}, got {self.compare_rule!r}"
             )
         if self.sql_timeout_s <= 0:
             raise ValueError(f"sql_timeout_s must be positive, got {self.sql_timeout_s}")
