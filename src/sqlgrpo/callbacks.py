@@ -4,7 +4,7 @@
 - ``write_completions`` appends sampled completions with their per-reward scores.
 - ``GracefulInterrupt`` turns the first Ctrl-C into "save a checkpoint, then stop" at the
   end of the current step; a second Ctrl-C interrupts at once.
-- ``plot_reward_curves`` draws each reward component and the total over steps.
+- ``plot_reward_curves`` writes ``plots/rewards.png`` (drawn by ``sqlgrpo.reward_curves``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from sqlgrpo.jsonl import read_jsonl
+from sqlgrpo.reward_curves import reward_curves_png, reward_series
 from sqlgrpo.rewards.base import completion_text
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 COMPLETIONS_FILE = "completions.jsonl"
 REWARD_PLOT = Path("plots") / "rewards.png"
-REWARD_PREFIX = "rewards/"
-REWARD_SUFFIX = "/mean"
 
 
 def _json_value(value: Any) -> Any:
@@ -172,53 +171,13 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return read_jsonl(path)
 
 
-def reward_series(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per-reward mean and total reward over steps: name -> (steps, values)."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for record in records:
-        step = record.get("step")
-        if step is None:
-            continue
-        for key, value in record.items():
-            if key == "reward":
-                name = "total"
-            elif key.startswith(REWARD_PREFIX) and key.endswith(REWARD_SUFFIX):
-                name = key[len(REWARD_PREFIX) : -len(REWARD_SUFFIX)]
-            else:
-                continue
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                steps, values = series.setdefault(name, ([], []))
-                steps.append(int(step))
-                values.append(float(value))
-    return series
-
-
 def plot_reward_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
     """Plot each reward component and the total over steps to a PNG; None when nothing logged."""
     series = reward_series(read_metrics(metrics_path))
     if not series:
         logger.warning("%s holds no reward metrics; no plot written", metrics_path)
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    try:
-        for name in sorted(series, key=lambda n: (n == "total", n)):
-            steps, values = series[name]
-            style = {"linewidth": 2.5, "color": "black"} if name == "total" else {"linewidth": 1.5}
-            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, label=name, **style)
-        ax.set_xlabel("step")
-        ax.set_ylabel("mean reward")
-        ax.set_title("GRPO rewards per component")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        out = Path(out_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(out, dpi=120)
-    finally:
-        plt.close(fig)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(reward_curves_png(series))
     return out

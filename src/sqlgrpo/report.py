@@ -15,13 +15,19 @@ import html
 import io
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlgrpo.jsonl import read_jsonl_lenient
 from sqlgrpo.metrics import PairedComparison, compare_runs
+from sqlgrpo.reward_curves import (  # noqa: F401 (rolling_mean, smoothing_window: report API)
+    TOTAL,
+    reward_curves_png,
+    reward_series,
+    rolling_mean,
+    smoothing_window,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,6 @@ TIER_KEYS = (
     ("by_gold_kind", "gold kind"),
     ("by_difficulty", "difficulty"),
 )
-_REWARD_KEY = re.compile(r"^rewards/(.+?)(?:/mean)?$")
 
 
 @dataclass
@@ -102,36 +107,13 @@ def find_eval_dir(path: Path) -> Path | None:
 
 
 def reward_curves(rows: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Per reward component (and the total ``reward``): (step, mean) points from TRL logs."""
-    curves: dict[str, list[tuple[float, float]]] = {}
-    for i, row in enumerate(rows):
-        step = row.get("step", row.get("global_step", i))
-        for key, value in row.items():
-            if not isinstance(value, int | float) or key.endswith("/std"):
-                continue
-            found = _REWARD_KEY.match(key)
-            name = found.group(1) if found else ("reward (total)" if key == "reward" else None)
-            if name is not None:
-                curves.setdefault(name, []).append((float(step), float(value)))
-    return curves
-
-
-def rolling_mean(values: list[float], window: int) -> list[float]:
-    """Trailing mean over the last ``window`` values (fewer at the start)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
-
-
-def smoothing_window(n_points: int) -> int:
-    """Rolling-mean window for a curve of ``n_points``: a tenth of it, 3 to 25 steps."""
-    return min(25, max(3, n_points // 10))
+    """Per reward component (and ``reward (total)``): (step, mean) points from TRL logs."""
+    return {
+        ("reward (total)" if name == TOTAL else name): [
+            (float(x), y) for x, y in zip(steps, values, strict=True)
+        ]
+        for name, (steps, values) in reward_series(rows).items()
+    }
 
 
 def _png(fig: Any) -> bytes:
@@ -141,30 +123,6 @@ def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
-
-
-def plot_reward_curves(curves: dict[str, list[tuple[float, float]]]) -> bytes:
-    """One panel per reward component: the raw per-step means as faint points and their
-    rolling mean (:func:`smoothing_window`) as a line."""
-    from matplotlib.figure import Figure
-
-    names = sorted(curves, key=lambda n: (n == "reward (total)", n))
-    cols = min(3, len(names))
-    rows = (len(names) + cols - 1) // cols
-    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
-    for k, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        xs, ys = zip(*curves[name], strict=True)
-        color = "C0" if k < len(names) - 1 else "C3"
-        window = smoothing_window(len(ys))
-        ax.plot(xs, ys, ".", markersize=4, alpha=0.45, color=color, label="per step")
-        ax.plot(xs, rolling_mean(list(ys), window), color=color, label=f"rolling mean ({window})")
-        ax.legend(fontsize=7)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def plot_tiers(key: str, label: str, runs: list[tuple[str, dict[str, Any]]]) -> bytes:
@@ -453,7 +411,7 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
                 _Figure(
                     "rewards",
                     "Mean reward per component against training step",
-                    plot_reward_curves(curves),
+                    reward_curves_png(reward_series(rows)),
                 )
             )
         else:

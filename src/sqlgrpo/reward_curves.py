@@ -1,0 +1,98 @@
+"""Reward curves from a training run's logged metrics: one parser, one smoother, one plot.
+
+Training (``plots/rewards.png``) and the report (an embedded figure) both draw what
+:func:`reward_series` reads from ``metrics.jsonl``: TRL's per-reward means
+(``rewards/NAME/mean``, or ``rewards/NAME``) and the total ``reward``, each per logged step,
+as faint raw points with a rolling mean over them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TOTAL = "total"
+
+Series = dict[str, tuple[list[int], list[float]]]
+
+
+def _reward_name(key: str) -> str | None:
+    """The reward a metric key belongs to (``TOTAL`` for ``reward``), or None."""
+    if key == "reward":
+        return TOTAL
+    if not key.startswith("rewards/"):
+        return None
+    parts = key.split("/")
+    if len(parts) == 2 or (len(parts) == 3 and parts[2] == "mean"):
+        return parts[1] or None
+    return None  # rewards/NAME/std and other statistics
+
+
+def reward_series(records: Sequence[Mapping[str, Any]]) -> Series:
+    """Per-reward mean and the total over steps: name -> (steps, values).
+
+    The step is the record's ``step`` (or ``global_step``; else its position); values that are
+    not finite numbers are left out.
+    """
+    series: Series = {}
+    for i, record in enumerate(records):
+        step = record.get("step", record.get("global_step", i))
+        for key, value in record.items():
+            name = _reward_name(key)
+            if name is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if math.isfinite(value):
+                steps, values = series.setdefault(name, ([], []))
+                steps.append(int(step))
+                values.append(float(value))
+    return series
+
+
+def rolling_mean(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start)."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def smoothing_window(n_points: int) -> int:
+    """Rolling-mean window for a curve of ``n_points``: a tenth of it, 3 to 25 steps."""
+    return min(25, max(3, n_points // 10))
+
+
+def reward_curves_png(series: Series) -> bytes:
+    """One panel per reward (the total last): raw per-step means as faint points and their
+    rolling mean (:func:`smoothing_window`) as a line; PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not series:
+        raise ValueError("no reward series to plot")
+    names = sorted(series, key=lambda n: (n == TOTAL, n))
+    cols = min(3, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    FigureCanvasAgg(fig)
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        steps, values = series[name]
+        color = "C3" if name == TOTAL else "C0"
+        window = smoothing_window(len(values))
+        ax.plot(steps, values, ".", markersize=4, alpha=0.45, color=color, label="per step")
+        ax.plot(steps, rolling_mean(values, window), color=color, label=f"rolling mean ({window})")
+        ax.legend(fontsize=7)
+        ax.set_title("reward (total)" if name == TOTAL else name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
