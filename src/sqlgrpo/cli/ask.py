@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
         )
-    except (AskError, ValueError, RuntimeError) as exc:
+    except (AskError, OSError, RuntimeError, ValueError) as exc:
         print(f"sqlgrpo ask: error: {exc}", file=sys.stderr)
         return 2
     if args.question is not None:
@@ -105,12 +105,14 @@ def _interactive(asker: Any, args: argparse.Namespace) -> int:
             readline.read_history_file(str(history))
     if not args.json:
         print(f"asking {asker.database.label}; Ctrl-D leaves", file=sys.stderr)
+    prompt = "question> " if sys.stdin.isatty() else ""
     try:
         while True:
             try:
-                question = input("question> ")
+                question = input(prompt)
             except EOFError:
-                print(file=sys.stderr)
+                if prompt:
+                    print(file=sys.stderr)
                 return 0
             if question.strip():
                 _answer(asker, question, args)
