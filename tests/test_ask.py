@@ -285,3 +285,20 @@ def test_open_database_needs_one_source(schema_file: Path) -> None:
         open_database()
     with pytest.raises(AskError, match="exactly one"):
         open_database("a.sqlite", schema_file)
+
+
+def test_an_answer_cut_off_at_the_budget_says_so(
+    tmp_path: Path,
+    tokenizer: object,
+    schema_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rambling = "First, I use the table(s) farm (columns farm_id, name, cows, cows, cows, cows"
+    scripted = Scripted([rambling])
+    monkeypatch.setattr(ask_module, "load_generator", lambda model, cfg: (scripted, tokenizer))
+    run = _run_folder(tmp_path, max_completion_length=6)
+    assert main(["ask", "--model", str(run), "--schema", str(schema_file), "How many?"]) == 1
+    out = capsys.readouterr().out
+    assert "cut off at 6 new tokens" in out and "no SQL in the answer" in out
+    assert "First, I use the table(s) farm" in out and "[cut off]" in out

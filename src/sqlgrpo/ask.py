@@ -135,6 +135,8 @@ class Answer:
     samples: int
     prompt_tokens: int
     max_prompt_tokens: int | None
+    cut_off: bool = False  # the completion used the whole token budget
+    max_new_tokens: int | None = None
     candidates: list[Candidate] = field(default_factory=list)
 
     @property
@@ -164,6 +166,7 @@ class Answer:
             "samples": self.samples,
             "prompt_tokens": self.prompt_tokens,
             "over_budget": self.over_budget,
+            "cut_off": self.cut_off,
         }
 
 
@@ -334,6 +337,7 @@ class Asker:
             candidates.append(Candidate(full, sql, result, changes))
         best, agreed = vote(candidates)
         win = candidates[best]
+        used = len(self.tokenizer(completions[best], add_special_tokens=False)["input_ids"])
         return Answer(
             question=question.strip(),
             prompt=prompt,
@@ -346,5 +350,7 @@ class Asker:
             samples=len(candidates),
             prompt_tokens=n_tokens,
             max_prompt_tokens=self.resolved.settings.max_prompt_tokens,
+            cut_off=used >= self.gen_cfg.max_new_tokens,
+            max_new_tokens=self.gen_cfg.max_new_tokens,
             candidates=candidates,
         )

@@ -124,9 +124,11 @@ def _interactive(asker: Any, args: argparse.Namespace) -> int:
 
 def _show(answer: Any, max_rows: int) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     if answer.over_budget:
@@ -134,17 +136,22 @@ def _show(answer: Any, max_rows: int) -> None:
             f"[yellow]note: the prompt has {answer.prompt_tokens} tokens, more than the "
             f"{answer.max_prompt_tokens} the model was trained with[/yellow]"
         )
-    console.print(Panel(answer.reasoning or "(no <reasoning> section)", title="reasoning"))
+    console.print(Panel(Text(answer.reasoning or "(no <reasoning> section)"), title="reasoning"))
+    if answer.cut_off:
+        console.print(
+            f"[yellow]the answer was cut off at {answer.max_new_tokens} new tokens (the "
+            "budget); --max-new-tokens raises it, --samples N --temperature T samples "
+            "several answers[/yellow]"
+        )
     if not answer.sql:
         console.print("[red]no SQL in the answer[/red]")
-        console.print(answer.completion)
         return
     console.print(Panel(Syntax(answer.sql, "sql", word_wrap=True), title="SQL"))
     if answer.samples > 1:
         console.print(f"{answer.agreed} of {answer.samples} sampled answers agree on this result")
     r = answer.result
     if not r.ok:
-        console.print(f"[red]error ({r.error_class.value}): {r.error_message}[/red]")
+        console.print(f"[red]error ({r.error_class.value}): {escape(r.error_message or '')}[/red]")
         return
     if answer.changes is not None:
         console.print(
@@ -154,13 +161,15 @@ def _show(answer: Any, max_rows: int) -> None:
         table = Table("table", "rows before", "rows after", "added", "removed")
         for c in answer.changes:
             table.add_row(
-                c.table, str(c.rows_before), str(c.rows_after), str(c.added), str(c.removed)
+                Text(c.table), str(c.rows_before), str(c.rows_after), str(c.added), str(c.removed)
             )
         console.print(table if answer.changes else "nothing")
         return
-    table = Table(*r.columns)
+    table = Table()
+    for name in r.columns:
+        table.add_column(Text(name))
     for row in r.rows[:max_rows]:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
+        table.add_row(*(Text("NULL" if v is None else str(v)) for v in row))
     console.print(table)
     count = f"{len(r.rows)}+" if r.truncated else str(len(r.rows))
     shown = f", first {max_rows} shown" if len(r.rows) > max_rows else ""
