@@ -180,7 +180,7 @@ def fine_tuned_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> 
 
     run = tmp_path_factory.mktemp("ft") / "run"
     run.mkdir()
-    _write_config(run)
+    _write_config(run, system_prompt="Answer with <reasoning> then <sql>.")  # short: fast
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     model = AutoModelForCausalLM.from_pretrained(str(base_dir))
     prompt_ids = tokenizer(_prompt(tokenizer, run), add_special_tokens=False)["input_ids"]
