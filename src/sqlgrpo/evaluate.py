@@ -42,6 +42,7 @@ _RESUME_KEYS = (
     "prefill",
     "one_shot",
     "system_prompt",
+    "sample_rows",
     "reward_profile",
     "vote",
     "test_suite",
@@ -84,6 +85,12 @@ class EvalConfig:
     prefill: str = field(default="", metadata={"help": "assistant-turn prefill, e.g. <reasoning>"})
     one_shot: bool = field(default=False, metadata={"help": "add the worked example"})
     system_prompt: str | None = field(default=None, metadata={"help": "override SPEC's prompt"})
+    sample_rows: int = field(
+        default=0, metadata={"help": "example rows per table in SQLite-file schemas"}
+    )
+    prompt_source: str | None = field(
+        default=None, metadata={"help": "the run file the prompt settings came from (recorded)"}
+    )
     reward_profile: str = field(default="spec", metadata={"help": "rewards scored per output"})
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     resume: bool = field(default=True, metadata={"help": "continue from predictions.jsonl"})
@@ -197,6 +204,7 @@ def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     settings_path = out / SETTINGS_FILE
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
+        old.setdefault("sample_rows", 0)  # written before sample_rows was recorded
         new = cfg.settings()
         diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != new.get(k)]
         old_gen, new_gen = old.get("generation", {}), new["generation"]
@@ -348,7 +356,11 @@ class Scorer:
 def _prompt_config(cfg: EvalConfig) -> Any:
     from sqlgrpo.data import PromptConfig
 
-    kwargs: dict[str, Any] = {"one_shot": cfg.one_shot, "prefill": cfg.prefill}
+    kwargs: dict[str, Any] = {
+        "one_shot": cfg.one_shot,
+        "prefill": cfg.prefill,
+        "sample_rows": cfg.sample_rows,
+    }
     if cfg.system_prompt:
         kwargs["system_prompt"] = cfg.system_prompt
     return PromptConfig(**kwargs)
@@ -392,13 +404,18 @@ def evaluate(
     generated = 0
     gen_seconds = 0.0
     if pending:
-        if tokenizer is None:
+        llama_cpp = cfg.generation.backend == "llama-cpp"
+        if tokenizer is None and llama_cpp:
+            from sqlgrpo.llamacpp import load_gguf_tokenizer
+
+            model_path, tokenizer = cfg.model, load_gguf_tokenizer(cfg.model)
+        elif tokenizer is None:
             from sqlgrpo.models import load_tokenizer, resolve_model_path
 
             model_path = resolve_model_path(cfg.model)
             tokenizer = load_tokenizer(cfg.model)
         if generator is None:
-            if model is None and not _wants_vllm(cfg):
+            if model is None and not llama_cpp and not _wants_vllm(cfg):
                 from sqlgrpo.models import load_model_and_tokenizer
 
                 model, tokenizer = load_model_and_tokenizer(cfg.model)

@@ -1,4 +1,5 @@
-"""Batched text generation for evaluation: transformers (incremental decoder or ``generate``) or vLLM.
+"""Batched text generation for evaluation: transformers (incremental decoder or ``generate``),
+vLLM, or llama.cpp for a GGUF file (:mod:`sqlgrpo.llamacpp`).
 
 Prompts are fully rendered strings (chat template + prefill). The HF path decodes
 with :mod:`sqlgrpo.decoding` (shared prompt prefix run once, finished rows leave
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "hf", "vllm")
+BACKENDS = ("auto", "hf", "vllm", "llama-cpp")
 DECODERS = ("incremental", "generate")
 
 
@@ -30,7 +31,7 @@ class GenerationConfig:
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
     num_samples: int = field(default=1, metadata={"help": "completions per prompt"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-    backend: str = field(default="auto", metadata={"help": "auto | hf | vllm"})
+    backend: str = field(default="auto", metadata={"help": "auto | hf | vllm | llama-cpp"})
     decoder: str = field(
         default="incremental",
         metadata={
@@ -202,6 +203,12 @@ def make_generator(
     model_path: str | None = None,
 ) -> Generator:
     """Pick the backend: vLLM when asked (or ``auto`` on a GPU with vLLM), else HF."""
+    if cfg.backend == "llama-cpp":
+        from sqlgrpo.llamacpp import LlamaCppGenerator
+
+        if model_path is None:
+            raise ValueError("backend 'llama-cpp' needs the path of a GGUF file")
+        return LlamaCppGenerator(model_path, cfg)
     use_vllm = cfg.backend == "vllm" or (
         cfg.backend == "auto" and model_path is not None and model is None and vllm_available()
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sqlgrpo import __version__
 
-COMMAND_MODULES = ("score", "data", "train", "eval", "judge", "report", "demo")
+COMMAND_MODULES = ("score", "data", "train", "eval", "ask", "export", "judge", "report", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

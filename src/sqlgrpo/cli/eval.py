@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="generate SQL for a dataset and score it by execution against gold",
         description="Writes OUT/predictions.jsonl and OUT/metrics.json; an interrupted run "
-        "resumes from the ids already in predictions.jsonl.",
+        "resumes from the ids already in predictions.jsonl. A training run folder (or an "
+        "export of it) is prompted as it was trained (its config.yaml: system prompt, "
+        "one-shot, prefill, sample rows, completion budget); a prompt flag overrides.",
     )
     p.add_argument(
         "--model", required=True, help="alias, hub id, model folder or training run folder"
@@ -82,7 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=8, help="prompts per generate call (default 8)"
     )
-    p.add_argument("--max-new-tokens", type=int, default=512, help="default 512")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="default: the run's max_completion_length, else 512",
+    )
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument(
@@ -98,8 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "hf", "vllm"),
-        help="auto: vLLM when installed on a GPU, else HF (transformers)",
+        choices=("auto", "hf", "vllm", "llama-cpp"),
+        help="auto: vLLM when installed on a GPU, else HF (transformers); llama-cpp: --model "
+        "is a GGUF file (e.g. from `sqlgrpo export --gguf`)",
     )
     p.add_argument(
         "--decoder",
@@ -108,11 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="HF backend: incremental (default; the shared prompt prefix runs once and finished "
         "rows leave the batch) or transformers' generate()",
     )
-    p.add_argument("--prefill", default="", help=r"assistant-turn prefill, e.g. '<reasoning>\n'")
-    p.add_argument(
-        "--one-shot", action="store_true", help="add the worked example to the system prompt"
-    )
-    p.add_argument("--system-prompt-file", default=None, help="file holding another system prompt")
+    add_prompt_flags(p)
     p.add_argument(
         "--rewards", default="spec", help="reward profile scored per output (default spec)"
     )
@@ -123,16 +127,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+DEFAULT_MAX_NEW_TOKENS = 512
+
+
+def add_prompt_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that override the prompt settings a run was trained with (unset: the run's)."""
+    p.add_argument("--prefill", default=None, help=r"assistant-turn prefill, e.g. '<reasoning>\n'")
+    p.add_argument(
+        "--one-shot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the worked example to the system prompt (default: as trained, else no)",
+    )
+    p.add_argument("--system-prompt-file", default=None, help="file holding another system prompt")
+    p.add_argument(
+        "--sample-rows",
+        type=int,
+        default=None,
+        help="example rows per table in SQLite-file schemas (default: as trained, else 0)",
+    )
+
+
+def prompt_overrides(args: argparse.Namespace) -> object:
+    """The prompt settings given on the command line (``None`` where a flag is absent)."""
     from pathlib import Path
 
-    from sqlgrpo.evaluate import EvalConfig, evaluate
-    from sqlgrpo.generation import GenerationConfig
+    from sqlgrpo.run_settings import PromptSettings
 
     system_prompt = None
     if args.system_prompt_file:
         system_prompt = Path(args.system_prompt_file).read_text(encoding="utf-8")
-    prefill = args.prefill.replace("\\n", "\n").replace("\\t", "\t")  # shell-friendly escapes
+    prefill = args.prefill
+    if prefill is not None:
+        prefill = prefill.replace("\\n", "\n").replace("\\t", "\t")  # shell-friendly escapes
+    return PromptSettings(
+        system_prompt=system_prompt,
+        one_shot=args.one_shot,
+        prefill=prefill,
+        sample_rows=args.sample_rows,
+        max_new_tokens=getattr(args, "max_new_tokens", None),
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sqlgrpo.evaluate import EvalConfig, evaluate
+    from sqlgrpo.generation import GenerationConfig
+    from sqlgrpo.run_settings import resolve_prompt
+
+    resolved = resolve_prompt(args.model, prompt_overrides(args))
+    run = resolved.settings
     cfg = EvalConfig(
         model=args.model,
         data=args.data,
@@ -142,9 +185,11 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         ids_file=args.ids,
         compare_rule=args.compare,
-        prefill=prefill,
-        one_shot=args.one_shot,
-        system_prompt=system_prompt,
+        prefill=run.prefill or "",
+        one_shot=bool(run.one_shot),
+        system_prompt=run.system_prompt,
+        sample_rows=run.sample_rows or 0,
+        prompt_source=resolved.source,
         reward_profile=args.rewards,
         resume=not args.no_resume,
         vote=args.vote,
@@ -153,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         bird_metrics=args.bird_metrics,
         rves_iterations=args.rves_iterations,
         generation=GenerationConfig(
-            max_new_tokens=args.max_new_tokens,
+            max_new_tokens=run.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             batch_size=args.batch_size,
             temperature=args.temperature,
             top_p=args.top_p,
@@ -167,6 +212,9 @@ def _run(args: argparse.Namespace) -> int:
     result = evaluate(cfg)
     m = result.metrics
     print(f"{m['n']} examples ({result.n_resumed} resumed) -> {result.out_dir}")
+    if resolved.source:
+        given = f"; overridden: {', '.join(resolved.overridden)}" if resolved.overridden else ""
+        print(f"  prompt settings as trained ({resolved.source}{given})")
     rows = [
         ("execution accuracy", m["execution_accuracy"]),
         ("execution accuracy (lenient)", m["execution_accuracy_lenient"]),

@@ -1,0 +1,356 @@
+"""Put a question to a trained model against a real database: prompt, generate, run, vote.
+
+The prompt is built as in training: the model's run prompt settings
+(:mod:`sqlgrpo.run_settings`) and the schema text the loaders build
+(:func:`sqlgrpo.data.sqlite_schema` for a SQLite file, the CREATE statements of a
+``.sql`` script otherwise), through the one prompt renderer. Completions come from
+:mod:`sqlgrpo.generation` (or llama.cpp for a GGUF file). The answer's SQL runs in the
+sandbox (:class:`sqlgrpo.sql.Database`): the file is opened read-only and copied into
+memory, queries run under the read-only authorizer, and anything that writes runs on a
+fresh in-memory copy whose changes are summarised; the user's file is never written.
+
+With several samples, answers vote by execution result: the largest group of answers
+whose results are equal (rows as a multiset, values normalised as the comparison rules
+do) wins; failed answers never agree with each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlgrpo.data import Sample, build_messages, create_statements, render_prompt, sqlite_schema
+from sqlgrpo.generation import GenerationConfig, Generator, generate, make_generator
+from sqlgrpo.run_settings import PromptSettings, ResolvedPrompt, resolve_prompt
+from sqlgrpo.sql import Database, ExecResult, statement_type
+from sqlgrpo.sql.compare import normalize_rows
+from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
+from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, capture_tables
+from sqlgrpo.sql.statements import QUERY_TYPES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = 512
+SQLITE_MAGIC = b"SQLite format 3\x00"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf")
+
+
+class AskError(ValueError):
+    """Bad input for ``ask``; the message is one line naming the file and the problem."""
+
+
+@dataclass
+class AskDatabase:
+    """The database questions are asked against: its file, prompt schema and sandbox."""
+
+    label: str  # the path given
+    db: Database
+    db_path: str | None = None  # a SQLite file (schema with sample rows read from it)
+    sql_context: str | None = None  # a schema script built in the sandbox
+    schema: str = ""
+
+    def sample(self, question: str) -> Sample:
+        """A sample for ``question``, as a loader would build it (no gold SQL)."""
+        return Sample(
+            id="ask",
+            question=question.strip(),
+            schema=self.schema,
+            sql="",
+            sql_context=self.sql_context,
+            db_path=self.db_path,
+        )
+
+
+def open_database(db: str | Path | None = None, schema: str | Path | None = None) -> AskDatabase:
+    """Open a SQLite file read-only (``db``) or build a schema script in memory (``schema``)."""
+    if (db is None) == (schema is None):
+        raise AskError("give exactly one of --db FILE.sqlite and --schema FILE.sql")
+    if db is not None:
+        path = Path(db).expanduser()
+        if not path.is_file():
+            raise AskError(f"{db}: no such file")
+        with path.open("rb") as fh:
+            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise AskError(f"{db}: not a SQLite database (no SQLite header)")
+        try:
+            database = Database.from_path(path)
+            text = sqlite_schema(path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise AskError(f"{db}: cannot read the database ({exc})") from exc
+        if not text.strip():
+            raise AskError(f"{db}: the database has no tables (empty schema)")
+        return AskDatabase(str(db), database, db_path=str(path.resolve()), schema=text)
+    path = Path(schema).expanduser()  # type: ignore[arg-type]
+    if not path.is_file():
+        raise AskError(f"{schema}: no such file")
+    try:
+        script = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AskError(f"{schema}: cannot read the schema script ({exc})") from exc
+    text = create_statements(script)
+    if not text.strip():
+        raise AskError(f"{schema}: no CREATE TABLE statement (empty schema)")
+    database = Database.from_context(script)
+    if database.build_error:
+        raise AskError(f"{schema}: the schema does not build in SQLite ({database.build_error})")
+    return AskDatabase(str(schema), database, sql_context=script, schema=text)
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """What a writing statement would do to one table."""
+
+    table: str
+    rows_before: int
+    rows_after: int
+    added: int  # rows present after and not before (multiset difference)
+    removed: int
+
+
+@dataclass
+class Candidate:
+    """One sampled answer and its execution."""
+
+    completion: str  # prefill included
+    sql: str | None
+    result: ExecResult | None
+    changes: list[TableChange] | None = None
+
+
+@dataclass
+class Answer:
+    """The answer to one question (the winning candidate of the vote)."""
+
+    question: str
+    prompt: str
+    completion: str
+    reasoning: str | None
+    sql: str | None
+    result: ExecResult | None
+    changes: list[TableChange] | None
+    agreed: int
+    samples: int
+    prompt_tokens: int
+    max_prompt_tokens: int | None
+    cut_off: bool = False  # the completion used the whole token budget
+    max_new_tokens: int | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @property
+    def over_budget(self) -> bool:
+        """True when the prompt is longer than any the model was trained on."""
+        return self.max_prompt_tokens is not None and self.prompt_tokens > self.max_prompt_tokens
+
+    def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
+        """JSON-safe record (``max_rows`` keeps the first N result rows)."""
+        r = self.result
+        rows = None if r is None or not r.ok else [list(row) for row in r.rows[:max_rows]]
+        return {
+            "question": self.question,
+            "reasoning": self.reasoning,
+            "sql": self.sql,
+            "completion": self.completion,
+            "ok": bool(r and r.ok),
+            "statement_type": r.statement_type if r else None,
+            "columns": list(r.columns) if r and r.ok else None,
+            "rows": rows,
+            "row_count": len(r.rows) if r and r.ok else None,
+            "truncated": bool(r and r.truncated),
+            "error_class": getattr(r.error_class, "value", None) if r else None,
+            "error": r.error_message if r else None,
+            "changes": [vars(c) for c in self.changes] if self.changes is not None else None,
+            "agreed": self.agreed,
+            "samples": self.samples,
+            "prompt_tokens": self.prompt_tokens,
+            "over_budget": self.over_budget,
+            "cut_off": self.cut_off,
+        }
+
+
+def result_key(candidate: Candidate) -> Any:
+    """What answers vote on: equal results (rows as a multiset, columns in order, values
+    normalised) or equal table changes; ``None`` for an answer that failed."""
+    r = candidate.result
+    if r is None or not r.ok:
+        return None
+    if candidate.changes is not None:
+        return (
+            "changes",
+            tuple((c.table, c.rows_after, c.added, c.removed) for c in candidate.changes),
+        )
+    counts = Counter(repr(row) for row in normalize_rows(r.rows))
+    return ("rows", len(r.columns), tuple(sorted(counts.items())))
+
+
+def vote(candidates: list[Candidate]) -> tuple[int, int]:
+    """Index of the winning candidate and how many agree with it (the first of the largest
+    group of equal results; the first candidate with 1 vote when none ran)."""
+    groups: dict[Any, list[int]] = {}
+    for i, c in enumerate(candidates):
+        key = result_key(c)
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    if not groups:
+        return 0, 1 if candidates else 0
+    best = max(groups.values(), key=lambda g: (len(g), -g[0]))
+    return best[0], len(best)
+
+
+def summarise_changes(
+    before: dict[str, list[tuple]], after: dict[str, list[tuple]]
+) -> list[TableChange]:
+    """Per table, the rows a statement added and removed (tables it created or dropped too)."""
+    changes = []
+    for table in sorted(set(before) | set(after)):
+        old, new = Counter(before.get(table, [])), Counter(after.get(table, []))
+        added, removed = sum((new - old).values()), sum((old - new).values())
+        if added or removed or (table in before) != (table in after):
+            changes.append(TableChange(table, sum(old.values()), sum(new.values()), added, removed))
+    return changes
+
+
+def execute(
+    database: AskDatabase, sql: str | None
+) -> tuple[ExecResult | None, list[TableChange] | None]:
+    """Run ``sql`` in the sandbox; a statement that writes runs on a pristine in-memory copy
+    and comes back with the changes it made there."""
+    if not sql:
+        return None, None
+    try:
+        kind = statement_type(sql)
+    except Exception:  # noqa: BLE001 - the sandbox classifies it below
+        kind = "UNKNOWN"
+    if kind in QUERY_TYPES:
+        return database.db.run(sql), None
+    result = database.db.run(sql, capture_state=True)
+    if not result.ok or result.state is None:
+        return result, None
+    copy = database.db.copy()
+    try:
+        before = capture_tables(copy, DEFAULT_LIMITS)
+    finally:
+        copy.close()
+    return result, summarise_changes(before, result.state)
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(any(folder.glob(p)) for p in WEIGHT_PATTERNS) or any(folder.glob("adapter_model.*"))
+
+
+def load_generator(model: str, cfg: GenerationConfig) -> tuple[Generator, Any]:
+    """A generator and tokenizer for ``model``: a ``.gguf`` file runs on llama.cpp; anything
+    else (alias, run folder, merged export, hub id) loads with transformers."""
+    from sqlgrpo.models import ModelNotFoundError, resolve_model_path
+
+    if model.endswith(".gguf"):
+        from sqlgrpo.llamacpp import load_gguf_tokenizer
+
+        try:
+            tokenizer = load_gguf_tokenizer(model)
+        except (OSError, ValueError) as exc:
+            raise AskError(f"{model}: cannot load the GGUF model ({exc})") from exc
+        gen_cfg = GenerationConfig(**{**vars(cfg), "backend": "llama-cpp"})
+        return make_generator(gen_cfg, model_path=model), tokenizer
+    try:
+        path = resolve_model_path(model)
+    except ModelNotFoundError as exc:
+        raise AskError(str(exc)) from exc
+    if Path(path).is_dir() and not _has_weights(Path(path)):
+        raise AskError(f"{path}: model folder without weights (no *.safetensors or *.bin file)")
+    from sqlgrpo.models import load_model_and_tokenizer
+
+    loaded, tokenizer = load_model_and_tokenizer(model)
+    gen_cfg = GenerationConfig(**{**vars(cfg), "backend": "hf"})
+    return make_generator(gen_cfg, model=loaded, tokenizer=tokenizer), tokenizer
+
+
+def _partial_reasoning(completion: str) -> str | None:
+    """The reasoning of an answer cut off before ``</reasoning>`` (marked as cut off)."""
+    start = completion.find("<reasoning>")
+    if start < 0:
+        return None
+    body = completion[start + len("<reasoning>") :].split("<sql>")[0].strip()
+    return f"{body} [cut off]" if body else None
+
+
+class Asker:
+    """Answers questions about one database with one model, prompted as it was trained."""
+
+    def __init__(
+        self,
+        model: str,
+        database: AskDatabase,
+        *,
+        overrides: PromptSettings | None = None,
+        samples: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        generator: Generator | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        if samples < 1:
+            raise AskError(f"--samples must be >= 1, got {samples}")
+        if samples > 1 and temperature <= 0:
+            raise AskError("--samples N > 1 needs --temperature > 0 (greedy gives N copies)")
+        self.database = database
+        self.resolved: ResolvedPrompt = resolve_prompt(model, overrides)
+        self.prompt_config = self.resolved.settings.prompt_config()
+        self.gen_cfg = GenerationConfig(
+            max_new_tokens=self.resolved.settings.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            batch_size=1,
+            temperature=temperature,
+            top_p=top_p,
+            num_samples=samples,
+            seed=seed,
+            show_progress=False,
+        )
+        if generator is None:
+            generator, tokenizer = load_generator(model, self.gen_cfg)
+        if tokenizer is None:
+            raise ValueError("a generator given to Asker needs its tokenizer")
+        self.generator = generator
+        self.tokenizer = tokenizer
+
+    def prompt(self, question: str) -> str:
+        """The rendered prompt for ``question`` (chat template, schema, prefill)."""
+        sample = self.database.sample(question)
+        messages = build_messages(sample, self.prompt_config)
+        return render_prompt(messages, self.tokenizer, self.prompt_config.prefill)
+
+    def ask(self, question: str) -> Answer:
+        """Generate, run and vote; the answer with its result (or error)."""
+        if not question.strip():
+            raise AskError("empty question")
+        prompt = self.prompt(question)
+        n_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        completions = generate(self.generator, [prompt])[0]
+        prefill = self.prompt_config.prefill
+        candidates = []
+        for text in completions:
+            full = prefill + text
+            sql = extract_sql(full) or extract_sql_lenient(full)
+            result, changes = execute(self.database, sql)
+            candidates.append(Candidate(full, sql, result, changes))
+        best, agreed = vote(candidates)
+        win = candidates[best]
+        used = len(self.tokenizer(completions[best], add_special_tokens=False)["input_ids"])
+        return Answer(
+            question=question.strip(),
+            prompt=prompt,
+            completion=win.completion,
+            reasoning=extract_reasoning(win.completion) or _partial_reasoning(win.completion),
+            sql=win.sql,
+            result=win.result,
+            changes=win.changes,
+            agreed=agreed,
+            samples=len(candidates),
+            prompt_tokens=n_tokens,
+            max_prompt_tokens=self.resolved.settings.max_prompt_tokens,
+            cut_off=used >= self.gen_cfg.max_new_tokens,
+            max_new_tokens=self.gen_cfg.max_new_tokens,
+            candidates=candidates,
+        )
