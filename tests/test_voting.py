@@ -151,3 +151,20 @@ def test_bird_metrics_in_an_evaluation(tmp_path: Path, tokenizer: object) -> Non
     assert by_id["s2"]["rves_reward"] is None  # gretel-style context: no file to time on
     assert m["bird"]["soft_f1"] == pytest.approx(50.0) and m["bird"]["ex"] == pytest.approx(50.0)
     assert m["bird"]["r_ves"] is None
+
+
+def test_writing_answers_vote_by_the_state_they_leave() -> None:
+    from sqlgrpo.sql import DatabaseCache
+    from sqlgrpo.voting import result_key
+
+    context = "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);"
+    db = DatabaseCache().get(sql_context=context)
+    answers = [
+        "DELETE FROM t WHERE a = 1",
+        "UPDATE t SET a = 3 WHERE a = 1",
+        "DELETE FROM t WHERE a < 2",  # other text, same resulting state as the first
+        "INSERT INTO nope VALUES (1)",  # fails: no vote
+    ]
+    keys = [result_key(db.run(sql, capture_state=True)) for sql in answers]
+    assert keys[0] == keys[2] and keys[0] != keys[1] and keys[3] is None
+    assert vote_by_execution(keys) == (0, 2)

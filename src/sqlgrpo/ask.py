@@ -26,10 +26,10 @@ from sqlgrpo.data import Sample, build_messages, create_statements, render_promp
 from sqlgrpo.generation import GenerationConfig, Generator, generate, make_generator
 from sqlgrpo.run_settings import PromptSettings, ResolvedPrompt, resolve_prompt
 from sqlgrpo.sql import Database, ExecResult, statement_type
-from sqlgrpo.sql.compare import normalize_rows
 from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, capture_tables
 from sqlgrpo.sql.statements import QUERY_TYPES
+from sqlgrpo.voting import result_key, vote_by_execution
 
 logger = logging.getLogger(__name__)
 
@@ -170,33 +170,12 @@ class Answer:
         }
 
 
-def result_key(candidate: Candidate) -> Any:
-    """What answers vote on: equal results (rows as a multiset, columns in order, values
-    normalised) or equal table changes; ``None`` for an answer that failed."""
-    r = candidate.result
-    if r is None or not r.ok:
-        return None
-    if candidate.changes is not None:
-        return (
-            "changes",
-            tuple((c.table, c.rows_after, c.added, c.removed) for c in candidate.changes),
-        )
-    counts = Counter(repr(row) for row in normalize_rows(r.rows))
-    return ("rows", len(r.columns), tuple(sorted(counts.items())))
-
-
 def vote(candidates: list[Candidate]) -> tuple[int, int]:
-    """Index of the winning candidate and how many agree with it (the first of the largest
-    group of equal results; the first candidate with 1 vote when none ran)."""
-    groups: dict[Any, list[int]] = {}
-    for i, c in enumerate(candidates):
-        key = result_key(c)
-        if key is not None:
-            groups.setdefault(key, []).append(i)
-    if not groups:
-        return 0, 1 if candidates else 0
-    best = max(groups.values(), key=lambda g: (len(g), -g[0]))
-    return best[0], len(best)
+    """Index of the winning candidate and how many agree with it, by execution result
+    (:mod:`sqlgrpo.voting`; a writing answer votes with the state it leaves); the first
+    candidate with 1 vote when none ran."""
+    index, votes = vote_by_execution([result_key(c.result) for c in candidates])
+    return index, votes or (1 if candidates else 0)
 
 
 def summarise_changes(

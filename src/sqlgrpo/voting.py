@@ -23,12 +23,21 @@ VoteMethod = Literal["execution"]
 VOTE_METHODS: tuple[str, ...] = get_args(VoteMethod)
 
 
+def _multiset(rows: Sequence[tuple]) -> list[tuple[str, int]]:
+    return sorted((repr(row), count) for row, count in Counter(normalize_rows(rows)).items())
+
+
 def result_key(result: ExecResult | None) -> str | None:
-    """Digest of a successful result (width + rows as a multiset); None when it failed."""
+    """Digest of a successful result (width + rows as a multiset; for a statement run with
+    its resulting state captured, that state: every table's rows as a multiset, so two DML
+    answers agree only when they change the database alike); None when it failed."""
     if result is None or not result.ok:
         return None
-    rows = sorted((repr(row), count) for row, count in Counter(normalize_rows(result.rows)).items())
-    text = repr((len(result.columns), rows, result.statement_type))
+    if result.state is not None:
+        state = sorted((table, _multiset(rows)) for table, rows in result.state.items())
+        text = repr(("state", state))
+    else:
+        text = repr((len(result.columns), _multiset(result.rows), result.statement_type))
     return hashlib.sha1(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
 
 
