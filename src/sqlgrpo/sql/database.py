@@ -250,6 +250,8 @@ class Database:
         path = Path(db_path).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"SQLite database not found: {db_path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{db_path}: empty database (0-byte file, no tables)")
         source = connect_read_only(path, isolation_level=None, check_same_thread=False)
         try:
             source.execute("SELECT count(*) FROM sqlite_master").fetchone()
