@@ -34,7 +34,7 @@ def checker() -> ExecutionChecker:
 def test_every_bomb_is_routed_to_the_worker() -> None:
     for case in BOMBS["cases"]:
         assert needs_isolation(_sql(case)), case["name"]
-    assert not needs_isolation("SELECT name FROM t WHERE id = 2 ORDER BY name")
+    assert not needs_isolation("SELECT name FROM t WHERE id = 2 ORDER BY name", row_count=10)
 
 
 @pytest.mark.timeout(120)
@@ -121,3 +121,29 @@ def test_long_rejected_context_statement_is_not_handed_to_sqlglot() -> None:
     db = Database.from_context(bad)
     assert db.build_error is not None and "not transpiled" in db.build_error
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows", "isolated"),
+    [
+        ("SELECT name FROM t WHERE id = 2", 10, False),
+        ("SELECT a.name FROM t a JOIN t b ON a.id = b.id ORDER BY a.name", 10, False),
+        ("SELECT a.id FROM t a, t b, t c, t d, t e, t f ORDER BY random()", 10, True),
+        ("SELECT a.id FROM t a, t b ORDER BY random()", 1_000_000, True),
+        ("SELECT a.id FROM t a, t b, t c, t d, t e, t f", 10, False),  # no sort: interruptible
+        ("SELECT name FROM t WHERE name LIKE 'a%'", 10, True),
+        ("SELECT first || ' ' || last FROM t", 10, True),
+    ],
+)
+def test_which_statements_go_to_the_worker(sql: str, rows: int, isolated: bool) -> None:
+    assert needs_isolation(sql, rows) is isolated
+
+
+def test_spider_file_statements_run_in_the_worker(spider_subset_path: Path) -> None:
+    path = spider_subset_path / "database" / "farm" / "farm.sqlite"
+    db = WorkerDatabaseCache(LIMITS).get(db_path=str(path))
+    plain = db.run("SELECT count(*) FROM farm")
+    risky = db.run("SELECT count(*) FROM farm WHERE 'x' LIKE '%'")
+    assert plain.ok and risky.ok and plain.rows == risky.rows
+    bomb = db.run("SELECT instr(printf('%.*c', 999999, 'a'), printf('%.*c', 499990, 'a') || 'b')")
+    assert bomb.error_class is ErrorClass.TIMEOUT

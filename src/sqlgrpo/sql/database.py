@@ -128,6 +128,7 @@ class Database:
         self.limits = limits
         self._base = base
         self._lock = threading.Lock()
+        self._row_count: int | None = None
         self._shared_guard: SandboxGuard | None = None
         if shared_read_only:  # a connection hardened while building only needs the authorizer
             self._shared_guard = (
@@ -321,6 +322,30 @@ class Database:
         with self._lock:
             self._base.backup(copy)
         return copy
+
+    @property
+    def row_count(self) -> int:
+        """Rows in all the tables together (counted once; for a file read in place, an
+        upper estimate from its size): how many rows a cross join of N sources can reach."""
+        if self._row_count is None:
+            count = 0
+            try:
+                with self._lock:
+                    if self.diagnostics and "in place" in self.diagnostics[0]:
+                        count = int(self.diagnostics[0].split(" ", 1)[0]) // 16
+                    else:
+                        for (name,) in self._base.execute(
+                            "SELECT name FROM sqlite_master WHERE type = 'table'"
+                            " AND name NOT LIKE 'sqlite_%'"
+                        ).fetchall():
+                            quoted = '"' + name.replace('"', '""') + '"'
+                            count += self._base.execute(
+                                f"SELECT count(*) FROM {quoted}"
+                            ).fetchone()[0]
+            except (sqlite3.Error, ValueError):
+                count = 1 << 40  # unknown: assume big
+            self._row_count = count
+        return self._row_count
 
     def tables(self) -> list[str]:
         """Names of the ordinary tables, sorted."""

@@ -52,7 +52,7 @@ from sqlgrpo.sql.database import (
 )
 from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
-from sqlgrpo.sql.statements import split_statements, statement_type
+from sqlgrpo.sql.statements import split_statements, statement_type, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -338,9 +338,55 @@ ISOLATED_PATTERN = re.compile(
 )
 
 
-def needs_isolation(sql: str) -> bool:
-    """True when ``sql`` must run in the worker (see :data:`ISOLATED_PATTERN`)."""
-    return ISOLATED_PATTERN.search(sql) is not None
+#: Keywords that make SQLite sort, and VALUES (rows written out in the statement).
+SORT_PATTERN = re.compile(r"\b(?:order|group|distinct|union|intersect|except)\b", re.IGNORECASE)
+_VALUES = re.compile(r"\bvalues\b", re.IGNORECASE)
+#: A sort over more rows than this may run past the deadline inside one instruction.
+SORT_ROWS_LIMIT = 200_000
+_CLAUSE_END = frozenset(
+    {"WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "UNION", "INTERSECT", "EXCEPT",
+     "SELECT", "RETURNING", "SET", "VALUES"}
+)  # fmt: skip
+
+
+def count_sources(sql: str) -> int:
+    """Tables, views and subqueries joined in ``sql``'s FROM clauses, all queries together
+    (comma-separated items and JOINs): the exponent of how many rows it can produce."""
+    sources = 0
+    in_from: list[bool] = [False]
+    for kind, text in tokens(sql):
+        if kind == "open":
+            in_from.append(False)
+        elif kind == "close":
+            if len(in_from) > 1:
+                in_from.pop()
+        elif kind == "word":
+            word = text.upper()
+            if word == "FROM":
+                in_from[-1] = True
+                sources += 1
+            elif word == "JOIN":
+                sources += 1
+            elif word in _CLAUSE_END:
+                in_from[-1] = False
+        elif kind == "other" and text == "," and in_from[-1]:
+            sources += 1
+    return sources
+
+
+def needs_isolation(sql: str, row_count: int = 1 << 40) -> bool:
+    """True when ``sql`` must run in the worker: it uses a construct of
+    :data:`ISOLATED_PATTERN`, or it sorts and its sources can produce more than
+    :data:`SORT_ROWS_LIMIT` rows from a database of ``row_count`` rows (a sort of what was
+    gathered before the deadline is one instruction; VALUES rows count as unknown)."""
+    if ISOLATED_PATTERN.search(sql) is not None:
+        return True
+    if SORT_PATTERN.search(sql) is None:
+        return False
+    if _VALUES.search(sql) is not None:
+        return True
+    sources = count_sources(sql)
+    return sources > 0 and max(row_count, 1) ** sources > SORT_ROWS_LIMIT
 
 
 class RemoteDatabase:
@@ -374,7 +420,11 @@ class RemoteDatabase:
 
     def isolated(self, sql: Any, allow_multiple: bool = False) -> bool:
         """True when this statement goes to the worker."""
-        return isinstance(sql, str) and not allow_multiple and needs_isolation(sql)
+        if not isinstance(sql, str) or allow_multiple:
+            return False
+        if ISOLATED_PATTERN.search(sql) is not None:
+            return True
+        return SORT_PATTERN.search(sql) is not None and needs_isolation(sql, self.local.row_count)
 
     def run(
         self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
