@@ -34,6 +34,7 @@ import ctypes
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,25 +273,37 @@ def heap_limit_available() -> bool:
     return _sqlite_lib() is not None
 
 
+_HEAP_LOCK = threading.Lock()
+_heap_state = {"active": 0, "previous": 0}
+
+
 @contextlib.contextmanager
 def heap_budget(budget_bytes: int) -> Iterator[None]:
     """Let SQLite allocate at most ``budget_bytes`` more than it holds now, until the block
     ends (``sqlite3_hard_heap_limit64``; past it every allocation fails and the statement
-    raises ``MemoryError``). The previous limit is restored afterwards. Process-wide: meant
-    for one statement at a time. Without access to the C library it does nothing."""
+    raises ``MemoryError``). The previous limit is restored afterwards. The limit is
+    process-wide: statements running at once in several threads share the first one's
+    budget. Without access to the C library it does nothing."""
     lib = _sqlite_lib()
     if lib is None:
         yield
         return
-    previous = lib.sqlite3_hard_heap_limit64(-1)
-    limit = lib.sqlite3_memory_used() + budget_bytes
-    if previous > 0:
-        limit = min(limit, previous)
-    lib.sqlite3_hard_heap_limit64(limit)
+    with _HEAP_LOCK:
+        if _heap_state["active"] == 0:
+            previous = lib.sqlite3_hard_heap_limit64(-1)
+            limit = lib.sqlite3_memory_used() + budget_bytes
+            if previous > 0:
+                limit = min(limit, previous)
+            _heap_state["previous"] = previous
+            lib.sqlite3_hard_heap_limit64(limit)
+        _heap_state["active"] += 1
     try:
         yield
     finally:
-        lib.sqlite3_hard_heap_limit64(previous)
+        with _HEAP_LOCK:
+            _heap_state["active"] -= 1
+            if _heap_state["active"] == 0:
+                lib.sqlite3_hard_heap_limit64(_heap_state["previous"])
 
 
 def harden(
