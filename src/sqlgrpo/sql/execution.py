@@ -196,8 +196,14 @@ class ExecutionChecker:
         from sqlgrpo.sql.worker import RemoteDatabase, run_remote
 
         batch: dict[tuple[str, str, bool], tuple[RemoteDatabase, str, bool, bool]] = {}
+        entries: dict[tuple[str, str | None, str | None], tuple[Any, ExecResult]] = {}
         for pred_sql, gold_sql, context, db_path in items:
-            database, gold, _ = self._gold_entry(gold_sql, context, db_path)
+            spec = (gold_sql, context, db_path)
+            entry = entries.get(spec)
+            if entry is None:
+                database, gold, _ = self._gold_entry(gold_sql, context, db_path)
+                entry = entries[spec] = (database, gold)
+            database, gold = entry
             if not isinstance(database, RemoteDatabase) or not database.isolated(pred_sql):
                 continue
             if gold.ok and _same_single_statement(pred_sql, gold_sql):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import pickle
 import re
@@ -38,7 +39,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -374,19 +375,35 @@ def count_sources(sql: str) -> int:
     return sources
 
 
-def needs_isolation(sql: str, row_count: int = 1 << 40) -> bool:
+_ISOLATED_WORDS = ("||", "instr", "replace", "trim", "like", "glob", "regexp", "match",
+                   "printf", "format", "zeroblob", "randomblob", "hex", "quote", "char",
+                   "group_concat", "string_agg", "concat", "json", "soundex", "unistr",
+                   "with", "recursive", "over", "window")  # fmt: skip
+_SORT_WORDS = ("order", "group", "distinct", "union", "intersect", "except")
+
+
+def needs_isolation(sql: str, row_count: int | Callable[[], int] = 1 << 40) -> bool:
     """True when ``sql`` must run in the worker: it uses a construct of
     :data:`ISOLATED_PATTERN`, or it sorts and its sources can produce more than
     :data:`SORT_ROWS_LIMIT` rows from a database of ``row_count`` rows (a sort of what was
-    gathered before the deadline is one instruction; VALUES rows count as unknown)."""
-    if ISOLATED_PATTERN.search(sql) is not None:
+    gathered before the deadline is one instruction; VALUES rows count as unknown).
+    ``row_count`` may be a function, called only when the answer depends on it."""
+    low = sql.lower()
+    # substring tests first (fast); the word-boundary patterns confirm a hit
+    if any(word in low for word in _ISOLATED_WORDS) and ISOLATED_PATTERN.search(sql):
         return True
-    if SORT_PATTERN.search(sql) is None:
+    if not any(word in low for word in _SORT_WORDS) or SORT_PATTERN.search(sql) is None:
         return False
-    if _VALUES.search(sql) is not None:
+    if "values" in low and _VALUES.search(sql) is not None:
         return True
-    sources = count_sources(sql)
-    return sources > 0 and max(row_count, 1) ** sources > SORT_ROWS_LIMIT
+    if callable(row_count):
+        row_count = row_count()
+    if row_count <= 1:
+        return False
+    needed = math.floor(math.log(SORT_ROWS_LIMIT) / math.log(row_count)) + 1
+    if sql.count(",") + low.count("join") + low.count("from") < needed:
+        return False  # not enough sources possible: no need to tokenize
+    return count_sources(sql) >= needed
 
 
 class RemoteDatabase:
@@ -403,6 +420,7 @@ class RemoteDatabase:
         self.spec = spec
         self.limits = local.limits
         self._worker = worker
+        self._decisions: dict[str, bool] = {}  # sql -> isolated
 
     @property
     def diagnostics(self) -> list[str]:
@@ -422,9 +440,13 @@ class RemoteDatabase:
         """True when this statement goes to the worker."""
         if not isinstance(sql, str) or allow_multiple:
             return False
-        if ISOLATED_PATTERN.search(sql) is not None:
-            return True
-        return SORT_PATTERN.search(sql) is not None and needs_isolation(sql, self.local.row_count)
+        decision = self._decisions.get(sql)
+        if decision is None:
+            decision = needs_isolation(sql, lambda: self.local.row_count)
+            if len(self._decisions) >= 4096:
+                self._decisions.clear()
+            self._decisions[sql] = decision
+        return decision
 
     def run(
         self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
