@@ -11,7 +11,7 @@ import pytest
 
 from sqlgrpo.sql import ErrorClass, ExecutionChecker, SandboxLimits
 from sqlgrpo.sql.database import ContextLimits, Database
-from sqlgrpo.sql.worker import WorkerDatabaseCache, needs_isolation
+from sqlgrpo.sql.worker import needs_isolation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOMBS = json.loads((FIXTURES / "sql_bomb_cases.json").read_text())
@@ -40,6 +40,7 @@ def test_every_bomb_is_routed_to_the_worker() -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", BOMBS["cases"], ids=lambda c: c["name"])
 def test_bomb_is_stopped_within_the_deadline(checker: ExecutionChecker, case: dict) -> None:
+    """Through the execution checker, as the reward runs it."""
     started = time.monotonic()
     outcome = checker.check(_sql(case), GOLD, sql_context=BOMBS["context"])
     elapsed = time.monotonic() - started
@@ -47,6 +48,18 @@ def test_bomb_is_stopped_within_the_deadline(checker: ExecutionChecker, case: di
     allowed = {ErrorClass(a) for a in case["error_class"]}
     assert outcome.error_class in allowed, outcome.pred.error_message
     assert elapsed <= LIMITS.timeout_s + LIMITS.kill_margin_s + SLACK_S, elapsed
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", BOMBS["cases"][:3], ids=lambda c: c["name"])
+def test_database_run_stops_a_bomb_itself(case: dict) -> None:
+    """Database.run routes the statement to the worker by itself (no checker needed)."""
+    db = Database.from_context(BOMBS["context"], LIMITS)
+    started = time.monotonic()
+    result = db.run(_sql(case), capture_state=True)
+    assert not result.ok and result.error_class in {ErrorClass(a) for a in case["error_class"]}
+    assert time.monotonic() - started <= LIMITS.timeout_s + LIMITS.kill_margin_s + SLACK_S
+    assert db.run("SELECT count(*) FROM t").rows == [(3,)]
 
 
 @pytest.mark.timeout(120)
@@ -100,7 +113,7 @@ def test_a_context_statement_over_the_model_sql_limit_builds() -> None:
     values = ", ".join(f"({i}, 'name {i}')" for i in range(8000))
     context = f"CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES {values};"
     assert len(context) > SandboxLimits().max_sql_length
-    db = WorkerDatabaseCache(LIMITS).get(sql_context=context)
+    db = Database.from_context(context, LIMITS)
     assert db.build_error is None
     assert db.run("SELECT count(*) FROM t").rows == [(8000,)]
     # the untrusted limit still holds for statements run on it
@@ -141,7 +154,7 @@ def test_which_statements_go_to_the_worker(sql: str, rows: int, isolated: bool) 
 
 def test_spider_file_statements_run_in_the_worker(spider_subset_path: Path) -> None:
     path = spider_subset_path / "database" / "farm" / "farm.sqlite"
-    db = WorkerDatabaseCache(LIMITS).get(db_path=str(path))
+    db = Database.from_path(path, LIMITS)
     plain = db.run("SELECT count(*) FROM farm")
     risky = db.run("SELECT count(*) FROM farm WHERE 'x' LIKE '%'")
     assert plain.ok and risky.ok and plain.rows == risky.rows

@@ -121,8 +121,14 @@ class Database:
         build_error: str | None = None,
         shared_read_only: bool = False,
         guard: SandboxGuard | None = None,
+        spec: tuple[str, str] | None = None,
+        context_limits: ContextLimits | None = None,
     ) -> None:
         self.key = key
+        #: How to build it again (``("ctx", script)`` or ``("path", file)``): the worker's copy.
+        self.spec = spec
+        self.context_limits = context_limits or DEFAULT_CONTEXT_LIMITS
+        self._decisions: dict[str, bool] = {}  # statement -> runs in the worker
         self.diagnostics: list[str] = diagnostics if diagnostics is not None else []
         self.build_error = build_error
         self.limits = limits
@@ -155,6 +161,7 @@ class Database:
         context over the size or time limits, are listed in ``build_error``.
         """
         key = key or context_key(sql_context)
+        origin: dict[str, Any] = {"spec": ("ctx", sql_context), "context_limits": context_limits}
         if len(sql_context) > context_limits.max_context_chars:
             return cls(
                 key,
@@ -187,7 +194,7 @@ class Database:
         else:
             if base.in_transaction:
                 base.commit()
-            return cls(key, base, limits, shared_read_only=True, guard=guard)
+            return cls(key, base, limits, shared_read_only=True, guard=guard, **origin)
         base = _memory_connection()
         guard = harden(base, build_limits)
         diagnostics: list[str] = []
@@ -231,6 +238,7 @@ class Database:
             build_error=build_error,
             shared_read_only=build_error is None,
             guard=guard,
+            **origin,
         )
 
     @classmethod
@@ -271,6 +279,7 @@ class Database:
                 limits,
                 diagnostics=[f"copied {size} bytes into memory"],
                 shared_read_only=True,
+                spec=("path", str(path)),
             )
         return cls(
             key,
@@ -278,12 +287,16 @@ class Database:
             limits,
             diagnostics=[f"{size} bytes: SELECTs read the file in place (read-only)"],
             shared_read_only=True,
+            spec=("path", str(path)),
         )
 
     def run(
         self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
     ) -> ExecResult:
         """Run one untrusted statement on a pristine copy; never raises.
+
+        A statement that could run long inside one SQLite instruction goes to the worker
+        process instead (:meth:`isolated`, :mod:`sqlgrpo.sql.worker`).
 
         ``allow_multiple`` lets a trusted script (gold SQL) run several
         statements in order; the result is the last one's.
@@ -294,6 +307,10 @@ class Database:
             except Exception:  # noqa: BLE001
                 stype = "UNKNOWN"
             return failure(stype, ErrorClass.OTHER, f"database did not build: {self.build_error}")
+        if self.isolated(sql, allow_multiple):
+            from sqlgrpo.sql.worker import run_remote  # it imports this module
+
+            return run_remote([(self, sql, capture_state, allow_multiple)])[0]
         try:
             if self._shared_guard is not None and not capture_state:
                 if isinstance(sql, str) and statement_type(sql) in QUERY_TYPES:
@@ -315,6 +332,24 @@ class Database:
             )
         finally:
             copy.close()
+
+    def isolated(self, sql: Any, allow_multiple: bool = False) -> bool:
+        """True when this untrusted statement runs in the worker process
+        (``limits.isolation == "process"`` and :func:`sqlgrpo.sql.worker.needs_isolation`);
+        trusted scripts (``allow_multiple``) never do."""
+        if self.limits.isolation != "process" or self.spec is None or allow_multiple:
+            return False
+        if not isinstance(sql, str):
+            return False
+        decision = self._decisions.get(sql)
+        if decision is None:
+            from sqlgrpo.sql.worker import needs_isolation
+
+            decision = needs_isolation(sql, lambda: self.row_count)
+            if len(self._decisions) >= 4096:
+                self._decisions.clear()
+            self._decisions[sql] = decision
+        return decision
 
     def copy(self) -> sqlite3.Connection:
         """A fresh, unhardened ``:memory:`` copy of the base (caller closes it)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
+from sqlgrpo.sql.database import Database, DatabaseCache
 from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
 from sqlgrpo.sql.statements import QUERY_TYPES, has_order_by, statement_type
@@ -88,18 +89,14 @@ class ExecutionChecker:
         self,
         rule: str = "seed",
         limits: SandboxLimits = DEFAULT_LIMITS,
-        cache: Any = None,
+        cache: DatabaseCache | None = None,
         max_gold_entries: int = 4096,
     ) -> None:
         if rule not in COMPARE_RULES:
             raise ValueError(f"unknown comparison rule {rule!r}; choose one of {COMPARE_RULES}")
         self.rule = rule
         self.limits = limits
-        if cache is None:
-            from sqlgrpo.sql.worker import make_cache
-
-            cache = make_cache(limits)
-        self.cache = cache
+        self.cache = cache if cache is not None else DatabaseCache(limits)
         self.max_gold_entries = max_gold_entries
         self._gold: OrderedDict[tuple[str, str], tuple[ExecResult, bool]] = OrderedDict()
         self._lock = threading.Lock()
@@ -193,9 +190,9 @@ class ExecutionChecker:
         """Run, in one pipelined batch, the predictions that :meth:`check` would run one at a
         time for these ``(pred_sql, gold_sql, sql_context, db_path)`` items (worker isolation
         only); :meth:`check` then takes their results until :meth:`clear_prefetched`."""
-        from sqlgrpo.sql.worker import RemoteDatabase, run_remote
+        from sqlgrpo.sql.worker import run_remote
 
-        batch: dict[tuple[str, str, bool], tuple[RemoteDatabase, str, bool, bool]] = {}
+        batch: dict[tuple[str, str, bool], tuple[Database, str, bool, bool]] = {}
         entries: dict[tuple[str, str | None, str | None], tuple[Any, ExecResult]] = {}
         for pred_sql, gold_sql, context, db_path in items:
             spec = (gold_sql, context, db_path)
@@ -204,7 +201,7 @@ class ExecutionChecker:
                 database, gold, _ = self._gold_entry(gold_sql, context, db_path)
                 entry = entries[spec] = (database, gold)
             database, gold = entry
-            if not isinstance(database, RemoteDatabase) or not database.isolated(pred_sql):
+            if not isinstance(database, Database) or not database.isolated(pred_sql):
                 continue
             if gold.ok and _same_single_statement(pred_sql, gold_sql):
                 continue

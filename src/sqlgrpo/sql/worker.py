@@ -2,10 +2,10 @@
 
 SQLite checks its progress handler between VM instructions, so work done inside
 one instruction (``instr``, ``replace`` or ``trim`` with long arguments, a huge
-sort) cannot be interrupted in-process. :class:`WorkerDatabaseCache` keeps the
-databases in a child process (``python -m sqlgrpo.sql.worker``) that runs every
-statement with the usual in-process sandbox (:mod:`sqlgrpo.sql.sandbox`) and,
-in addition:
+sort) cannot be interrupted in-process. A child process (``python -m
+sqlgrpo.sql.worker``) holds its own copy of each database it is asked about and
+runs statements with the usual in-process sandbox (:mod:`sqlgrpo.sql.sandbox`)
+and, in addition:
 
 * the parent waits for each answer at most ``timeout_s + kill_margin_s`` (per
   statement of a trusted script); past that it kills the worker (SIGKILL), the
@@ -16,9 +16,9 @@ in addition:
   so no statement, nor the Python objects of its result, can take more; a
   worker that dies anyway is replaced and its statement is a ``resource_limit``.
 
-Only statements that use a construct able to run long inside one instruction or
-to make big values (:func:`needs_isolation`) pay for the trip; the others run
-in this process, where the progress handler, the elapsed-time check and the
+:meth:`Database.run <sqlgrpo.sql.database.Database.run>` sends here only the
+statements that use a construct able to run long inside one instruction or to
+make big values (:func:`needs_isolation`); the others run in this process, where the progress handler, the elapsed-time check and the
 heap budget hold. Requests are pipelined (:meth:`SandboxWorker.call_many`): a
 batch of statements costs about one round trip, not one each. Workers are shared by every cache with
 the same configuration in a process, and a forked child starts its own.
@@ -40,6 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from sqlgrpo.sql.database import (
     DatabaseCache,
 )
 from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
+from sqlgrpo.sql.sandbox import ExecResult, SandboxLimits, failure
 from sqlgrpo.sql.statements import split_statements, statement_type, tokens
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,10 @@ def _set_address_space_limit(headroom: int | None) -> None:
 def serve(conn: Connection) -> None:
     """The worker's loop: build databases and run statements until the parent goes away."""
     limits, max_entries, max_copy_bytes, context_limits = conn.recv()
-    cache = DatabaseCache(limits, max_entries, max_copy_bytes, context_limits)
+    # here the statements run in-process: this process is the one killed at the deadline
+    cache = DatabaseCache(
+        replace(limits, isolation="inline"), max_entries, max_copy_bytes, context_limits
+    )
     headroom = limits.max_memory_bytes + ADDRESS_SPACE_SLACK
     _set_address_space_limit(headroom)
     conn.send(("ready", os.getpid()))
@@ -406,60 +410,15 @@ def needs_isolation(sql: str, row_count: int | Callable[[], int] = 1 << 40) -> b
     return count_sources(sql) >= needed
 
 
-class RemoteDatabase:
-    """A database built in this process whose risky statements run in a worker.
-
-    Statements :func:`needs_isolation` flags go to the worker (which builds its own copy
-    from ``spec`` the first time); the others, and trusted scripts (gold SQL), run on
-    ``local`` in this process under the same limits.
-    """
-
-    def __init__(self, local: Database, spec: tuple[str, str], worker: SandboxWorker) -> None:
-        self.local = local
-        self.key = local.key
-        self.spec = spec
-        self.limits = local.limits
-        self._worker = worker
-        self._decisions: dict[str, bool] = {}  # sql -> isolated
-
-    @property
-    def diagnostics(self) -> list[str]:
-        """The local build's diagnostics."""
-        return self.local.diagnostics
-
-    @property
-    def build_error(self) -> str | None:
-        """The local build's error, if any."""
-        return self.local.build_error
-
-    def tables(self) -> list[str]:
-        """Names of the ordinary tables, sorted."""
-        return self.local.tables()
-
-    def isolated(self, sql: Any, allow_multiple: bool = False) -> bool:
-        """True when this statement goes to the worker."""
-        if not isinstance(sql, str) or allow_multiple:
-            return False
-        decision = self._decisions.get(sql)
-        if decision is None:
-            decision = needs_isolation(sql, lambda: self.local.row_count)
-            if len(self._decisions) >= 4096:
-                self._decisions.clear()
-            self._decisions[sql] = decision
-        return decision
-
-    def run(
-        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
-    ) -> ExecResult:
-        """Run one untrusted statement (in the worker when it is risky); never raises."""
-        if not self.isolated(sql, allow_multiple):
-            return self.local.run(sql, capture_state=capture_state, allow_multiple=allow_multiple)
-        return run_remote([(self, sql, capture_state, allow_multiple)])[0]
+def worker_for(database: Database) -> SandboxWorker:
+    """The shared worker that runs ``database``'s isolated statements."""
+    return shared_worker(database.limits, context_limits=database.context_limits)
 
 
-def run_remote(items: Sequence[tuple[RemoteDatabase, str, bool, bool]]) -> list[ExecResult]:
-    """Run ``(database, sql, capture_state, allow_multiple)`` items, pipelined per worker;
-    never raises: timeouts, worker deaths and build failures become failed results."""
+def run_remote(items: Sequence[tuple[Database, str, bool, bool]]) -> list[ExecResult]:
+    """Run ``(database, sql, capture_state, allow_multiple)`` items in the worker, pipelined
+    per worker (the worker builds each database from its ``spec`` the first time); never
+    raises: timeouts, worker deaths and build failures become failed results."""
     results: list[ExecResult | None] = [None] * len(items)
     by_worker: dict[int, list[int]] = {}
     for i, (database, sql, _, _) in enumerate(items):
@@ -467,14 +426,14 @@ def run_remote(items: Sequence[tuple[RemoteDatabase, str, bool, bool]]) -> list[
             results[i] = failure(
                 "UNKNOWN", ErrorClass.SYNTAX, f"SQL must be text, got {type(sql).__name__}"
             )
-        elif database.build_error is not None:
+        elif database.build_error is not None or database.spec is None:
             results[i] = failure(
                 _stype(sql), ErrorClass.OTHER, f"database did not build: {database.build_error}"
             )
         else:
-            by_worker.setdefault(id(database._worker), []).append(i)
+            by_worker.setdefault(id(worker_for(database)), []).append(i)
     for indices in by_worker.values():
-        worker = items[indices[0]][0]._worker
+        worker = worker_for(items[indices[0]][0])
         pending = indices
         for _attempt in range(len(indices) + 2):  # bounded: each kill settles one request
             restarts = worker.restarts
@@ -531,36 +490,6 @@ def _result(reply: tuple, sql: str, limits: SandboxLimits) -> ExecResult:
             f"the sandbox worker died running the statement (exit status {reply[1]})",
         )
     return failure(_stype(sql), ErrorClass.OTHER, "database unavailable in the sandbox worker")
-
-
-class WorkerDatabaseCache(DatabaseCache):
-    """A :class:`~sqlgrpo.sql.database.DatabaseCache` whose databases send risky statements
-    to the shared worker for this configuration (:class:`RemoteDatabase`)."""
-
-    @property
-    def worker(self) -> SandboxWorker:
-        """The worker that runs this cache's risky statements."""
-        return shared_worker(
-            self.limits, self.max_entries, self.max_copy_bytes, self.context_limits
-        )
-
-    def get(  # type: ignore[override]
-        self, *, sql_context: str | None = None, db_path: str | None = None
-    ) -> RemoteDatabase:
-        """The database for a context script or a SQLite file (exactly one of them); raises
-        like :meth:`DatabaseCache.get`."""
-        local = super().get(sql_context=sql_context, db_path=db_path)
-        spec = ("ctx", sql_context) if sql_context is not None else ("path", local.key[5:])
-        return RemoteDatabase(local, spec, self.worker)  # type: ignore[arg-type]
-
-
-def make_cache(
-    limits: SandboxLimits = DEFAULT_LIMITS, **kwargs: Any
-) -> DatabaseCache | WorkerDatabaseCache:
-    """The cache ``limits.isolation`` asks for: in a worker process, or in this one."""
-    if limits.isolation == "process":
-        return WorkerDatabaseCache(limits, **kwargs)
-    return DatabaseCache(limits, **kwargs)
 
 
 def _main(argv: list[str]) -> int:
