@@ -238,3 +238,24 @@ def test_zero_byte_database_is_reported_once_as_empty(tmp_path: Path) -> None:
     reasons = {r.reason for r in result.skipped}
     assert len(reasons) == 1 and "empty database" in reasons.pop()
     assert not any("no such table" in r.reason for r in result.skipped)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + _csv_bytes([GOOD]))
+    for path in (jsonl, csv_path):
+        assert [s.question for s in load_samples(str(path)).samples] == [GOOD["sql_prompt"]]
+
+
+def test_database_without_tables_is_reported_once_as_empty(tmp_path: Path) -> None:
+    folder = _spider_folder(tmp_path / "spider", ["bare", "bare"])
+    (folder / "database" / "bare").mkdir()
+    conn = sqlite3.connect(folder / "database" / "bare" / "bare.sqlite")
+    conn.execute("PRAGMA user_version = 1")  # a valid file with no table
+    conn.commit()
+    conn.close()
+    result = load_samples(str(folder), skip_invalid=True)
+    assert len({r.reason for r in result.skipped}) == 1
+    assert "empty database" in result.skipped[0].reason

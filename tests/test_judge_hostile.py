@@ -48,6 +48,9 @@ FIRST_REPLY = {
     "no_choices": ("application/json", b'{"id": "c", "object": "chat.completion", "choices": []}'),
     "malformed_json": ("application/json", b'{"id": "c", "choices": [{"index": 0, "mess'),
     "empty_body": ("application/json", b""),
+    "json_null": ("application/json", b"null"),
+    "json_list": ("application/json", b"[1, 2, 3]"),
+    "content_not_text": ("application/json", _completion(None).replace(b"null", b"[1]", 1)),
 }
 
 

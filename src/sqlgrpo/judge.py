@@ -287,7 +287,8 @@ class JudgeClient:
             except openai.APIStatusError as exc:
                 retryable = exc.status_code >= 500 or exc.status_code in RETRY_STATUS
                 error = exc
-            except (JudgeReplyError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+            except (JudgeReplyError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                # a body the SDK could not turn into a completion (JSONDecodeError is a ValueError)
                 retryable = True
                 error = (
                     exc

@@ -126,7 +126,7 @@ def _read_jsonl(path: Path) -> Iterator[_Row]:
         index = 0
         for lineno, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 yield f"line {lineno}", index, _not_utf8(exc)
                 index += 1
@@ -150,7 +150,7 @@ def _read_text(path: Path) -> str:
     """The file as UTF-8 text; DataError naming the file, line and byte when it is not."""
     raw = path.read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(f"{path}, line {line}: {_not_utf8(exc)}") from None
@@ -186,7 +186,7 @@ def _read_parquet(path: Path) -> Iterator[_Row]:
 
 def _read_csv(path: Path) -> Iterator[_Row]:
     # surrogateescape keeps reading past a bad byte; the row holding it is then reported.
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames and any(_has_bad_bytes(f) for f in reader.fieldnames):
             raise DataError(f"{path}, line 1: the header is not valid UTF-8")
@@ -397,6 +397,11 @@ def _sqlite_sample(
             schemas[db_id] = sqlite_schema(db_path)
         except DataError as exc:
             schemas[db_id] = DataError(f"db_id {db_id!r}: {exc}")
+        else:
+            if not schemas[db_id]:
+                schemas[db_id] = DataError(
+                    f"db_id {db_id!r}: {db_path}: empty database (no tables)"
+                )
     schema = schemas[db_id]
     if isinstance(schema, DataError):
         raise schema
