@@ -160,3 +160,15 @@ def test_spider_file_statements_run_in_the_worker(spider_subset_path: Path) -> N
     assert plain.ok and risky.ok and plain.rows == risky.rows
     bomb = db.run("SELECT instr(printf('%.*c', 999999, 'a'), printf('%.*c', 499990, 'a') || 'b')")
     assert bomb.error_class is ErrorClass.TIMEOUT
+
+
+def test_without_a_worker_risky_statements_still_run_in_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    limits = SandboxLimits(timeout_s=0.77)  # a configuration no other test started a worker for
+    db = Database.from_context(BOMBS["context"], limits)
+    result = db.run("SELECT name FROM t WHERE name LIKE 'b%'")
+    assert result.ok and result.rows == [("b",)]

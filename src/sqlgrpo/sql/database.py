@@ -311,6 +311,16 @@ class Database:
             from sqlgrpo.sql.worker import run_remote  # it imports this module
 
             return run_remote([(self, sql, capture_state, allow_multiple)])[0]
+        return self.run_here(sql, capture_state=capture_state, allow_multiple=allow_multiple)
+
+    def run_here(
+        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+    ) -> ExecResult:
+        """:meth:`run` in this process, whatever the statement; never raises."""
+        if self.build_error is not None:
+            return failure(
+                _stype(sql), ErrorClass.OTHER, f"database did not build: {self.build_error}"
+            )
         try:
             if self._shared_guard is not None and not capture_state:
                 if isinstance(sql, str) and statement_type(sql) in QUERY_TYPES:
@@ -435,6 +445,13 @@ def cache_key(*, sql_context: str | None = None, db_path: str | Path | None = No
     if sql_context is not None:
         return context_key(sql_context)
     return f"file:{Path(db_path).expanduser().resolve()}"  # type: ignore[arg-type]
+
+
+def _stype(sql: Any) -> str:
+    try:
+        return statement_type(sql) if isinstance(sql, str) else "UNKNOWN"
+    except Exception:  # noqa: BLE001
+        return "UNKNOWN"
 
 
 def context_key(sql_context: str) -> str:

@@ -441,8 +441,12 @@ def run_remote(items: Sequence[tuple[Database, str, bool, bool]]) -> list[ExecRe
             try:
                 replies = worker.call_many(requests)
             except Exception as exc:  # noqa: BLE001 - could not start a worker at all
+                logger.warning("sandbox worker unavailable (%s): running in-process", exc)
                 for i in pending:
-                    results[i] = failure(_stype(items[i][1]), ErrorClass.OTHER, str(exc))
+                    database, sql, capture_state, allow_multiple = items[i]
+                    results[i] = database.run_here(
+                        sql, capture_state=capture_state, allow_multiple=allow_multiple
+                    )
                 pending = []
                 break
             missing = []
