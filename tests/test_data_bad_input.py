@@ -117,3 +117,145 @@ def test_cli_reports_load_error_and_skip_count(
     assert main(["data", "stats", str(path), "--skip-invalid"]) == 0
     out = capsys.readouterr().out
     assert "2 sample(s)" in out and "skipped 1 invalid row(s)" in out and "line 2" in out
+
+
+# ---- issue 18: bytes that are not UTF-8, conflicting ids, empty sources, splits, empty files
+
+
+def _csv_bytes(rows: list[dict], bad_row: int | None = None) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(GOOD))
+    writer.writeheader()
+    writer.writerows(rows)
+    data = out.getvalue().encode("utf-8")
+    if bad_row is not None:
+        lines = data.split(b"\r\n")
+        lines[bad_row] = lines[bad_row].replace(b"How many", b"How \xff many")
+        data = b"\r\n".join(lines)
+    return data
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "json"])
+def test_non_utf8_byte_names_file_and_line_and_is_skippable(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"latin1.{kind}"
+    if kind == "jsonl":
+        good = json.dumps(GOOD).encode()
+        path.write_bytes(
+            good + b"\n" + good.replace(b"How many", b"How \xff many") + b"\n" + good + b"\n"
+        )
+    elif kind == "csv":
+        path.write_bytes(_csv_bytes([GOOD, GOOD, GOOD], bad_row=1))
+    else:
+        path.write_bytes(
+            json.dumps([GOOD, GOOD]).encode().replace(b"How many", b"How \xff many", 1)
+        )
+    with pytest.raises(DataError) as exc:
+        load_samples(str(path))
+    message = str(exc.value)
+    assert str(path) in message and "UTF-8" in message and "0xff" in message
+    assert ("line 2" in message) if kind != "json" else ("line 1" in message)
+    if kind != "json":  # a whole-file format cannot skip one row
+        result = load_samples(str(path), skip_invalid=True)
+        assert len(result.samples) == 2 and len(result.skipped) == 1
+        assert result.skipped[0].row == "line 2" and "0xff" in result.skipped[0].reason
+
+
+def test_jsonl_reader_names_a_non_utf8_line(tmp_path: Path) -> None:
+    from sqlgrpo.jsonl import read_jsonl, read_jsonl_lenient
+
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b\xff"}\n')
+    with pytest.raises(ValueError, match=r"predictions\.jsonl:2: not valid UTF-8 \(byte 0xff"):
+        read_jsonl(path)
+    rows, bad = read_jsonl_lenient(path)
+    assert rows == [{"id": "a"}] and bad == [2]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("empty.jsonl", b""),
+        ("blank.jsonl", b"\n\n"),
+        ("empty.csv", b""),
+        ("header.csv", b"sql_prompt,sql_context,sql\r\n"),
+    ],  # fmt: skip
+)
+def test_validate_refuses_an_empty_source(
+    tmp_path: Path, name: str, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["data", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "no_samples" in out and "failures: 0" not in out
+
+
+def test_validate_fails_on_one_id_with_two_contents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = dict(GOOD, id="q1")
+    other = dict(GOOD, id="q1", sql="SELECT MAX(a) FROM t;")
+    same = dict(GOOD, id="q2")
+    path = write_jsonl(
+        tmp_path / "dup.jsonl", [json.dumps(r) for r in (first, same, other, dict(same))]
+    )
+    assert main(["data", "validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "duplicate_id: 1" in out and "q1" in out
+    assert "duplicate(s)" in out  # q2 twice with the same content stays a warning
+
+
+def test_bird_folder_without_dev_says_it_read_train(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    folder = tmp_path / "bird"
+    (folder / "train_databases" / "shop").mkdir(parents=True)
+    conn = sqlite3.connect(folder / "train_databases" / "shop" / "shop.sqlite")
+    conn.execute("CREATE TABLE t (a INT)")
+    conn.commit()
+    conn.close()
+    rows = [{"question": "How many?", "SQL": "SELECT COUNT(*) FROM t", "db_id": "shop"}]
+    (folder / "train.json").write_text(json.dumps(rows))
+    with caplog.at_level(logging.WARNING, logger="sqlgrpo.data.loaders"):
+        result = load_samples(str(folder))
+    assert "no --split given" in caplog.text and "train" in caplog.text
+    assert "split train" in result.source and "train.json" in result.source
+    assert len(result.samples) == 1
+
+
+def test_zero_byte_database_is_reported_once_as_empty(tmp_path: Path) -> None:
+    folder = _spider_folder(tmp_path / "spider", ["hollow", "hollow", "hollow"])
+    (folder / "database" / "hollow").mkdir()
+    (folder / "database" / "hollow" / "hollow.sqlite").write_bytes(b"")
+    with pytest.raises(DataError, match=r"row 0: db_id 'hollow'.*empty database"):
+        load_samples(str(folder))
+    result = load_samples(str(folder), skip_invalid=True)
+    reasons = {r.reason for r in result.skipped}
+    assert len(reasons) == 1 and "empty database" in reasons.pop()
+    assert not any("no such table" in r.reason for r in result.skipped)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + _csv_bytes([GOOD]))
+    for path in (jsonl, csv_path):
+        assert [s.question for s in load_samples(str(path)).samples] == [GOOD["sql_prompt"]]
+
+
+def test_database_without_tables_is_reported_once_as_empty(tmp_path: Path) -> None:
+    folder = _spider_folder(tmp_path / "spider", ["bare", "bare"])
+    (folder / "database" / "bare").mkdir()
+    conn = sqlite3.connect(folder / "database" / "bare" / "bare.sqlite")
+    conn.execute("PRAGMA user_version = 1")  # a valid file with no table
+    conn.commit()
+    conn.close()
+    result = load_samples(str(folder), skip_invalid=True)
+    assert len({r.reason for r in result.skipped}) == 1
+    assert "empty database" in result.skipped[0].reason

@@ -157,6 +157,52 @@ def test_resume_continues_at_the_next_step(trained_run: Path, tmp_path: Path) ->
     assert state["global_step"] == 2
 
 
+@pytest.mark.parametrize("kill", ["empty_folder", "weights_without_state", "torn_state"])
+def test_resume_skips_a_checkpoint_torn_by_a_kill(
+    trained_run: Path, tmp_path: Path, kill: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """kill -9 while checkpoint-2 was being written: --resume picks checkpoint-1, says which
+    one it skipped, and replays step 2 on the same prompts as the uninterrupted run."""
+    import logging
+    import shutil
+
+    run = tmp_path / "killed"
+    shutil.copytree(trained_run, run)
+    torn = run / "checkpoint-2"
+    if kill == "empty_folder":
+        shutil.rmtree(torn)
+        torn.mkdir()
+    elif kill == "weights_without_state":
+        (torn / "trainer_state.json").unlink()
+    else:
+        state = (torn / "trainer_state.json").read_text()
+        (torn / "trainer_state.json").write_text(state[: len(state) // 2])
+    assert last_checkpoint(run) == run / "checkpoint-1"
+    with caplog.at_level(logging.WARNING, logger="sqlgrpo.train"):
+        code = main(["train", "--config", str(run / "config.yaml"), "--output_dir", str(run),
+                     "--resume", "true"])  # fmt: skip
+    assert code == 0
+    assert "checkpoint-2" in caplog.text and "skip" in caplog.text
+    steps = [r["step"] for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert steps == [1, 2]
+
+    def prompts(folder: Path) -> list[tuple[int, str]]:
+        return [(r["step"], r["prompt"]) for r in _jsonl(folder / "completions.jsonl")]
+
+    assert prompts(run) == prompts(trained_run)  # same data order as the uninterrupted run
+    assert last_checkpoint(run) == run / "checkpoint-2"  # rewritten complete
+
+
+def test_resume_with_only_incomplete_checkpoints_names_them(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    run = tmp_path / "torn"
+    (run / "checkpoint-1").mkdir(parents=True)
+    assert _train(run, tiny_model_dir, "--resume", "true") == 2
+    err = capsys.readouterr().err
+    assert "no complete checkpoint" in err and "checkpoint-1" in err
+
+
 def test_existing_checkpoints_need_resume(trained_run: Path, tiny_model_dir: Path, capsys) -> None:
     assert _train(trained_run, tiny_model_dir) == 2
     assert "--resume true" in capsys.readouterr().err

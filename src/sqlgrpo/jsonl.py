@@ -14,8 +14,14 @@ logger = logging.getLogger(__name__)
 def _decoded_lines(path: Path) -> Iterator[tuple[int, dict | None, str]]:
     """``(line number, object, "")`` for each non-blank line that holds a JSON object, and
     ``(line number, None, problem)`` for each that does not."""
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = raw[exc.start : exc.start + 1].hex()
+                yield lineno, None, f"not valid UTF-8 (byte 0x{byte} at column {exc.start + 1})"
+                continue
             if not line.strip():
                 continue
             try:

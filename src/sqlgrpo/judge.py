@@ -238,8 +238,42 @@ class JudgeClient:
                 pass
         return delay
 
+    def _create(self, prompt: str) -> Any:
+        """One request, ended after ``timeout_s`` whatever the server does (the SDK's
+        timeout is per read, so a server trickling bytes could hold it for ever): the
+        request runs in a daemon thread that is abandoned at the deadline."""
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["response"] = self._client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=[{"role": "user", "content": prompt}],
+                    temperature=self.cfg.temperature,
+                    max_tokens=self.cfg.max_tokens,
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="judge-request", daemon=True)
+        worker.start()
+        worker.join(self.cfg.timeout_s)
+        if worker.is_alive():
+            raise JudgeTimeoutError(
+                f"no complete reply within the {self.cfg.timeout_s:g} s deadline"
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
+
     def complete(self, prompt: str) -> str:
-        """Return the reply text; raises the last error once retries are spent."""
+        """Return the reply text; raises the last error once retries are spent.
+
+        Retried (up to ``max_retries``): timeouts (each attempt has an overall deadline of
+        ``timeout_s``), connection errors, 429 and 5xx, and replies that are not a usable
+        chat completion (malformed JSON, an HTML page, no choices, empty content), which
+        are therefore never cached as answers.
+        """
         import openai
 
         attempt = 0
@@ -247,27 +281,55 @@ class JudgeClient:
             with self._lock:
                 self.calls += 1
             try:
-                response = self._client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=[{"role": "user", "content": prompt}],
-                    temperature=self.cfg.temperature,
-                    max_tokens=self.cfg.max_tokens,
-                )
-                if not response.choices:
-                    raise ValueError("reply has no choices")
-                return response.choices[0].message.content or ""
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                return _reply_text(self._create(prompt))
+            except (openai.APITimeoutError, openai.APIConnectionError, JudgeTimeoutError) as exc:
                 retryable: bool = True
                 error: Exception = exc
             except openai.APIStatusError as exc:
                 retryable = exc.status_code >= 500 or exc.status_code in RETRY_STATUS
                 error = exc
+            except (JudgeReplyError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                # a body the SDK could not turn into a completion (JSONDecodeError is a ValueError)
+                retryable = True
+                error = (
+                    exc
+                    if isinstance(exc, JudgeReplyError)
+                    else JudgeReplyError(f"malformed reply from the judge endpoint: {exc}")
+                )
             if not retryable or attempt >= self.cfg.max_retries:
                 raise error
             delay = self._delay(attempt, error)
             logger.info("judge request failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
             time.sleep(delay)
             attempt += 1
+
+
+class JudgeTimeoutError(TimeoutError):
+    """A judge request did not complete within its overall deadline."""
+
+
+class JudgeReplyError(ValueError):
+    """The judge endpoint answered with something that is not a usable chat completion."""
+
+
+def _reply_text(response: Any) -> str:
+    """The reply's text; raises :class:`JudgeReplyError` naming what came back instead."""
+    if isinstance(response, (str, bytes)):
+        text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
+        kind = "an HTML page" if "<html" in text[:500].lower() else "non-JSON text"
+        snippet = " ".join(text[:120].split())
+        raise JudgeReplyError(
+            f"the judge endpoint replied with {kind}, not a chat completion (check --base-url):"
+            f" {snippet!r}"
+        )
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise JudgeReplyError("reply has no choices")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    if not isinstance(content, str) or not content.strip():
+        raise JudgeReplyError("the judge endpoint returned an empty reply")
+    return content
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:

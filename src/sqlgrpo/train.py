@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,14 +329,53 @@ class SqlGrpoTrainer(GRPOTrainer):
 # ---------------------------------------------------------------------------- run
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The highest-numbered ``checkpoint-N`` folder in ``output_dir``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json")
 
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (None when it is complete).
+
+    The Trainer writes ``trainer_state.json`` last, so a folder without a readable one
+    (a kill -9 while saving: empty, or weights only) is incomplete.
+    """
+    state_file = checkpoint / "trainer_state.json"
+    if not state_file.is_file():
+        return "no trainer_state.json (killed while saving?)"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"unreadable trainer_state.json ({exc})"
+    if not isinstance(state, dict) or "global_step" not in state:
+        return "trainer_state.json has no global_step"
+    if not any(
+        f.name != "trainer_state.json" and f.name.endswith(_WEIGHT_SUFFIXES)
+        for f in checkpoint.iterdir()
+    ):
+        return "no model weights"
+    return None
+
+
+def checkpoint_folders(output_dir: Path) -> list[Path]:
+    """Every ``checkpoint-N`` folder in ``output_dir``, highest N first."""
     if not output_dir.is_dir():
-        return None
-    found = get_last_checkpoint(str(output_dir))
-    return Path(found) if found else None
+        return []
+    found = [p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT_DIR.match(p.name)]
+    return sorted(found, key=_checkpoint_step, reverse=True)
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    """The highest-numbered *complete* ``checkpoint-N`` folder in ``output_dir``, or None.
+
+    Newer incomplete ones (see :func:`checkpoint_problem`) are skipped with a warning
+    naming each; they are left in place and overwritten when the run reaches their step.
+    """
+    for folder in checkpoint_folders(output_dir):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        logger.warning("skipping incomplete checkpoint %s: %s", folder, problem)
+    return None
 
 
 def write_run_config(cfg: RunConfig, output_dir: Path) -> Path:
@@ -373,12 +413,26 @@ def run_training(cfg: RunConfig) -> TrainResult:
     """Run one GRPO training (with optional SFT warm-up) into ``cfg.training.output_dir``."""
     script, prompt, training, model_args = cfg.script, cfg.prompt, cfg.training, cfg.model
     output_dir = Path(training.output_dir)
-    checkpoint = last_checkpoint(output_dir)
-    if script.resume and checkpoint is None:
+    folders = checkpoint_folders(output_dir)
+    checkpoint = last_checkpoint(output_dir) if script.resume else None
+    if script.resume and checkpoint is None and not folders:
         raise ConfigError(f"--resume: {output_dir} holds no checkpoint-N folder to continue from")
-    if not script.resume and checkpoint is not None:
+    if script.resume and checkpoint is None:
         raise ConfigError(
-            f"{output_dir} already holds {checkpoint.name}: pass --resume true to continue it, "
+            f"--resume: {output_dir} holds no complete checkpoint to continue from (incomplete:"
+            f" {', '.join(f.name for f in folders)})"
+        )
+    if script.resume and checkpoint is not None and folders[0] != checkpoint:
+        logger.warning(
+            "resuming from %s, the newest complete checkpoint (skipped: %s)",
+            checkpoint.name,
+            ", ".join(
+                f.name for f in folders if _checkpoint_step(f) > _checkpoint_step(checkpoint)
+            ),
+        )
+    if not script.resume and folders:
+        raise ConfigError(
+            f"{output_dir} already holds {folders[0].name}: pass --resume true to continue it, "
             "or choose another output_dir"
         )
     _check_generation_backend(training)

@@ -116,10 +116,21 @@ def _filter_split(rows: Iterable[_Row], split: str, path: Path) -> Iterator[_Row
             yield where, index, row
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> DataError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return DataError(f"not valid UTF-8 (byte 0x{byte} at column {exc.start + 1})")
+
+
 def _read_jsonl(path: Path) -> Iterator[_Row]:
-    with path.open(encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         index = 0
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield f"line {lineno}", index, _not_utf8(exc)
+                index += 1
+                continue
             if not line.strip():
                 continue
             where = f"line {lineno}"
@@ -135,9 +146,19 @@ def _read_jsonl(path: Path) -> Iterator[_Row]:
             index += 1
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; DataError naming the file, line and byte when it is not."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}, line {line}: {_not_utf8(exc)}") from None
+
+
 def _read_json_list(path: Path) -> Iterator[_Row]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: malformed JSON at line {exc.lineno} ({exc.msg})") from exc
     if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -164,14 +185,26 @@ def _read_parquet(path: Path) -> Iterator[_Row]:
 
 
 def _read_csv(path: Path) -> Iterator[_Row]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    # surrogateescape keeps reading past a bad byte; the row holding it is then reported.
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
+        if reader.fieldnames and any(_has_bad_bytes(f) for f in reader.fieldnames):
+            raise DataError(f"{path}, line 1: the header is not valid UTF-8")
         for index, row in enumerate(reader):
             where = f"line {reader.line_num}"
             if None in row:
                 yield where, index, DataError("more fields than the header")
+            elif any(_has_bad_bytes(v) for v in row.values() if isinstance(v, str)):
+                bad = next(v for v in row.values() if isinstance(v, str) and _has_bad_bytes(v))
+                byte = next(ord(c) - 0xDC00 for c in bad if "\udc80" <= c <= "\udcff")
+                yield where, index, DataError(f"not valid UTF-8 (byte 0x{byte:02x})")
             else:
                 yield where, index, dict(row)
+
+
+def _has_bad_bytes(text: str) -> bool:
+    """True when ``text`` holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    return any("\udc80" <= c <= "\udcff" for c in text) if not text.isascii() else False
 
 
 def _gretel_sample(row: dict[str, Any], file_name: str, index: int, source: str) -> Sample:
@@ -272,13 +305,24 @@ def _is_bird_folder(path: Path) -> bool:
 
 
 def _question_files(path: Path, split: str | None, candidates: dict[str, list[str]]) -> list[Path]:
-    """Pick the question files of ``split`` (or, with no split, the first split present)."""
+    """Pick the question files of ``split`` (or, with no split, the first split present:
+    a warning then names the split read when it is not the first one, e.g. train without
+    dev.json)."""
     if split is not None and split not in candidates:
         raise ValueError(f"{path}: unknown split {split!r}; expected one of {list(candidates)}")
     for name in [split] if split else list(candidates):
         for group in candidates[name]:
             files = [path / f for f in group.split("+")]
             if all(f.is_file() for f in files):
+                first = next(iter(candidates))
+                if split is None and name != first:
+                    logger.warning(
+                        "%s: no --split given and no %s: read the %s split (%s)",
+                        path,
+                        " / ".join(candidates[first]),
+                        name,
+                        ", ".join(f.name for f in files),
+                    )
                 return files
     wanted = [g for name in ([split] if split else list(candidates)) for g in candidates[name]]
     raise DataError(f"{path}: no question file found (looked for {', '.join(wanted)})")
@@ -286,7 +330,7 @@ def _question_files(path: Path, split: str | None, candidates: dict[str, list[st
 
 def _read_question_file(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: malformed JSON at line {exc.lineno} ({exc.msg})") from exc
     if not isinstance(data, list):
@@ -303,7 +347,10 @@ def _load_sqlite_folder(
     limit: int | None,
     skip_invalid: bool,
 ) -> LoadResult:
-    result = LoadResult(source=str(files[0].parent))
+    split = "dev" if files[0].name == "dev.json" else "train"
+    result = LoadResult(
+        source=f"{files[0].parent} (split {split}: {', '.join(f.name for f in files)})"
+    )
     schemas: dict[str, str | DataError] = {}
     for file in files:
         for index, row in enumerate(_read_question_file(file)):
@@ -350,6 +397,11 @@ def _sqlite_sample(
             schemas[db_id] = sqlite_schema(db_path)
         except DataError as exc:
             schemas[db_id] = DataError(f"db_id {db_id!r}: {exc}")
+        else:
+            if not schemas[db_id]:
+                schemas[db_id] = DataError(
+                    f"db_id {db_id!r}: {db_path}: empty database (no tables)"
+                )
     schema = schemas[db_id]
     if isinstance(schema, DataError):
         raise schema

@@ -29,6 +29,8 @@ def open_readonly(db_path: str | Path) -> sqlite3.Connection:
     path = Path(db_path)
     if not path.is_file():
         raise DataError(f"{path}: SQLite database file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty database (0-byte file, no tables)")
     try:
         conn = connect_read_only(path)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "database_unavailable"  # SQLite file missing / unreadable
 CONTEXT_BUILD = "context_build"  # sql_context script does not build
+DUPLICATE_ID = "duplicate_id"  # two samples share an id but not their content
+NO_SAMPLES = "no_samples"  # an empty file, a header only, or every row skipped
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,37 @@ def find_duplicates(samples: Iterable[Sample]) -> list[tuple[str, str]]:
     return duplicates
 
 
+def find_conflicting_ids(samples: Iterable[Sample]) -> list[Failure]:
+    """A failure for each sample whose id an earlier sample with different content (question,
+    gold SQL, schema, context or database) already used; ``sqlgrpo eval`` refuses such files."""
+    first: dict[str, tuple[int, Sample]] = {}
+    failures: list[Failure] = []
+    for position, sample in enumerate(samples):
+        seen = first.setdefault(sample.id, (position, sample))
+        if seen[1] is sample:
+            continue
+        if _content(seen[1]) != _content(sample):
+            failures.append(
+                Failure(
+                    sample.id,
+                    DUPLICATE_ID,
+                    f"id {sample.id!r} of sample {position + 1} is already used by sample "
+                    f"{seen[0] + 1} with different content",
+                )
+            )
+    return failures
+
+
+def _content(sample: Sample) -> tuple:
+    return (
+        _normalise(sample.question),
+        _normalise(sample.sql),
+        _normalise(sample.schema),
+        sample.sql_context,
+        sample.db_path,
+    )
+
+
 def validate_samples(
     samples: Sequence[Sample],
     *,
@@ -80,6 +113,14 @@ def validate_samples(
 
     checker = checker if checker is not None else ExecutionChecker()
     report = ValidationReport(total=len(samples), skipped=list(skipped))
+    if not samples:
+        why = (
+            f"every row was skipped as invalid ({len(skipped)})"
+            if skipped
+            else ("the source is empty or has only a header")
+        )
+        report.failures.append(Failure("-", NO_SAMPLES, f"no samples to validate: {why}"))
+    report.failures.extend(find_conflicting_ids(samples))
     for sample in samples:
         try:
             database = checker.database(sql_context=sample.sql_context, db_path=sample.db_path)

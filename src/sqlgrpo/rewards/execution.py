@@ -145,14 +145,18 @@ class ExecutionReward(Reward):
         errors: list[str] = []
         kinds: list[str] = []
         memo: dict[tuple, tuple[float, str, str, str]] = {}
-        for text, gold, context, db_path in zip(
-            self.texts(completions), golds, contexts, db_paths, strict=True
-        ):
-            credit, kind, pred_type, error = self._score_one(text, gold, context, db_path, memo)
-            rewards.append(credit * self.weight)
-            kinds.append(kind)
-            types.append(pred_type)
-            errors.append(error)
+        rows = list(zip(self.texts(completions), golds, contexts, db_paths, strict=True))
+        self._prefetch(rows)
+        try:
+            for text, gold, context, db_path in rows:
+                credit, kind, pred_type, error = self._score_one(text, gold, context, db_path, memo)
+                rewards.append(credit * self.weight)
+                kinds.append(kind)
+                types.append(pred_type)
+                errors.append(error)
+        finally:
+            if self._checker is not None:
+                self._checker.clear_prefetched()
         metrics = {}
         if n:
             metrics = {
@@ -163,6 +167,23 @@ class ExecutionReward(Reward):
             kwargs, {"statement_type": types, "error_class": errors, "match_kind": kinds}, metrics
         )
         return rewards
+
+    def _prefetch(self, rows: list[tuple[str, Any, Any, Any]]) -> None:
+        """Send the batch's distinct predictions to the sandbox at once (pipelined); the
+        checks in :meth:`_score_one` then find their results ready."""
+        items = {}
+        for text, gold, context, db_path in rows:
+            gold_sql = text_or_none(gold)
+            pred_sql = extract_sql(text) if gold_sql is not None else None
+            if pred_sql is None or (self.strict and not strict_format_ok(text)):
+                continue
+            key = (pred_sql, gold_sql, text_or_none(context), text_or_none(db_path))
+            items[key] = None
+        if len(items) > 1:
+            try:
+                self.checker.prefetch(list(items))
+            except Exception:  # noqa: BLE001 - each check then runs on its own
+                logger.exception("%s: batched execution failed", self.__name__)
 
     def _score_one(
         self, text: str, gold: Any, context: Any, db_path: Any, memo: dict[tuple, Any]

@@ -83,6 +83,7 @@ _MESSAGE_RULES: tuple[tuple[str, ErrorClass], ...] = (
     ("too many", ErrorClass.RESOURCE_LIMIT),
     ("stack overflow", ErrorClass.RESOURCE_LIMIT),
     ("out of memory", ErrorClass.RESOURCE_LIMIT),
+    ("pattern too complex", ErrorClass.RESOURCE_LIMIT),  # SQLITE_LIMIT_LIKE_PATTERN_LENGTH
     ("exceeds", ErrorClass.RESOURCE_LIMIT),
     ("syntax error", ErrorClass.SYNTAX),
     ("incomplete input", ErrorClass.SYNTAX),

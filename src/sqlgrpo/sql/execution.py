@@ -2,7 +2,10 @@
 
 :class:`ExecutionChecker` runs the gold statement once per (database, gold SQL)
 (bounded LRU, so GRPO's G completions per prompt and later steps reuse it) and
-each prediction on its own pristine copy. SELECT golds are compared with a
+each prediction on its own pristine copy; by default the databases live in a
+worker process killed at the deadline (:mod:`sqlgrpo.sql.worker`,
+``SandboxLimits.isolation``). :meth:`ExecutionChecker.check_many` sends a
+batch's predictions to the worker pipelined. SELECT golds are compared with a
 named rule (:mod:`sqlgrpo.sql.compare`); every other gold (INSERT, UPDATE,
 DELETE, ...) is judged by the state of every table after the statement.
 
@@ -18,8 +21,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlgrpo.sql import spider_official
 from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
@@ -107,8 +112,10 @@ class ExecutionChecker:
         self.max_gold_entries = max_gold_entries
         self._gold: OrderedDict[tuple[str, str], tuple[ExecResult, bool]] = OrderedDict()
         self._lock = threading.Lock()
+        # Prediction results run ahead by check_many: (database key, sql, capture) -> result.
+        self._prefetched: dict[tuple[str, str, bool], ExecResult] = {}
 
-    def database(self, *, sql_context: str | None = None, db_path: str | None = None) -> Database:
+    def database(self, *, sql_context: str | None = None, db_path: str | None = None) -> Any:
         """The cached database for a context or a file (raises on a bad path)."""
         return self.cache.get(sql_context=sql_context, db_path=db_path)
 
@@ -126,7 +133,7 @@ class ExecutionChecker:
 
     def _gold_entry(
         self, gold_sql: str, sql_context: str | None, db_path: str | None
-    ) -> tuple[Database | None, ExecResult, bool]:
+    ) -> tuple[Any, ExecResult, bool]:
         """(database, gold result, gold orders its rows), the last two cached."""
         try:
             database = self.database(sql_context=sql_context, db_path=db_path)
@@ -144,11 +151,14 @@ class ExecutionChecker:
         else:
             run_sql, order_matters = gold_sql, _has_order_by(gold_sql)
         result = database.run(run_sql, capture_state=capture, allow_multiple=True)
+        self._store_gold(key, result, order_matters)
+        return database, result, order_matters
+
+    def _store_gold(self, key: tuple[str, str], result: ExecResult, order_matters: bool) -> None:
         with self._lock:
             self._gold[key] = (result, order_matters)
             while len(self._gold) > self.max_gold_entries:
                 self._gold.popitem(last=False)
-        return database, result, order_matters
 
     def check(
         self,
@@ -191,13 +201,64 @@ class ExecutionChecker:
                 pred_sql, gold, pred, kind, False, False, False, 0.0, ErrorClass.OTHER, self.rule
             )
 
+    def check_many(
+        self, items: Sequence[tuple[str | None, str, str | None, str | None]]
+    ) -> list[ExecutionOutcome]:
+        """:meth:`check` for each ``(pred_sql, gold_sql, sql_context, db_path)``, with every
+        prediction that must run sent to the worker in one pipelined batch; never raises."""
+        try:
+            self.prefetch(items)
+        except Exception as exc:  # noqa: BLE001 - check() below runs them one by one
+            logger.warning("batched execution failed, running one by one: %s", exc)
+        try:
+            return [
+                self.check(pred, gold, sql_context=context, db_path=db_path)
+                for pred, gold, context, db_path in items
+            ]
+        finally:
+            self.clear_prefetched()
+
+    def clear_prefetched(self) -> None:
+        """Forget the results :meth:`prefetch` ran ahead."""
+        self._prefetched.clear()
+
+    def prefetch(self, items: Sequence[tuple[str | None, str, str | None, str | None]]) -> None:
+        """Run, in one pipelined batch, the predictions that :meth:`check` would run one at a
+        time for these ``(pred_sql, gold_sql, sql_context, db_path)`` items (worker isolation
+        only); :meth:`check` then takes their results until :meth:`clear_prefetched`."""
+        from sqlgrpo.sql.worker import run_remote
+
+        batch: dict[tuple[str, str, bool], tuple[Database, str, bool, bool]] = {}
+        entries: dict[tuple[str, str | None, str | None], tuple[Any, ExecResult]] = {}
+        for pred_sql, gold_sql, context, db_path in items:
+            spec = (gold_sql, context, db_path)
+            entry = entries.get(spec)
+            if entry is None:
+                database, gold, _ = self._gold_entry(gold_sql, context, db_path)
+                entry = entries[spec] = (database, gold)
+            database, gold = entry
+            if pred_sql is not None and self.rule == "spider_official":
+                pred_sql = spider_official.prepare(gold_sql, pred_sql)[1]  # as _check_one runs it
+            if not isinstance(database, Database) or not database.isolated(pred_sql):
+                continue
+            if gold.ok and _same_single_statement(pred_sql, gold_sql):
+                continue
+            gold_type = gold.statement_type if gold.ok else _statement_type(gold_sql)
+            capture = gold_type not in QUERY_TYPES
+            batch.setdefault(
+                (database.key, pred_sql, capture), (database, pred_sql, capture, False)
+            )
+        if len(batch) > 1:
+            results = run_remote(list(batch.values()))
+            self._prefetched.update(zip(batch, results, strict=True))
+
     def _check(
         self,
         pred_sql: str | None,
         gold_sql: str,
         gold: ExecResult,
         kind: str,
-        database: Database | None,
+        database: Any,
         gold_order_matters: bool,
     ) -> ExecutionOutcome:
         if pred_sql is None:
@@ -211,7 +272,9 @@ class ExecutionChecker:
         elif gold.ok and _same_single_statement(pred_sql, gold_sql):
             pred = gold  # the gold's own text on the same pristine database: its result
         else:
-            pred = database.run(pred_sql, capture_state=by_state)
+            pred = self._prefetched.get((database.key, pred_sql, by_state))
+            if pred is None:
+                pred = database.run(pred_sql, capture_state=by_state)
         type_match = pred.statement_type == gold_type
         order_matters = False
         if not pred.ok:

@@ -5,13 +5,23 @@ The connection is expected to be a private, throw-away copy (see
 
 * a progress handler that interrupts any statement running past its deadline
   (SQLite checks it every few hundred VM instructions, so it also stops
-  runaway recursive CTEs and cross joins; no threads involved);
-* ``Connection.setlimit`` caps on value size, SQL length, expression depth,
-  compound SELECTs, triggers, attached databases (0), ...;
+  runaway recursive CTEs and cross joins; no threads involved), and the
+  elapsed time compared with the deadline after every statement, so one that
+  overran inside a single instruction is a timeout, never a statement that ran;
+* ``Connection.setlimit`` caps on value size, SQL length, LIKE/GLOB pattern
+  length, result columns, expression depth, compound SELECTs, triggers,
+  attached databases (0), ...;
+* SQLite's process-wide hard heap limit, set to the memory in use plus
+  ``max_memory_bytes`` for the duration of each untrusted statement
+  (:func:`heap_budget`);
 * an authorizer that denies ATTACH/DETACH (and so ``VACUUM INTO``), every
   PRAGMA except read-only schema introspection, ``load_extension`` and other
   file-touching functions, and virtual tables;
 * in-memory temporary storage, so sorts and temp tables never create files.
+
+What one SQLite instruction does (``instr``, ``replace``, ``trim`` with long
+arguments) cannot be interrupted in-process; :mod:`sqlgrpo.sql.worker` runs
+the statements in a worker process that is killed at the deadline.
 
 :func:`run_untrusted` never raises: every failure becomes an
 :class:`ExecResult` with an :class:`~sqlgrpo.sql.errors.ErrorClass`.
@@ -19,10 +29,14 @@ The connection is expected to be a private, throw-away copy (see
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import math
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlgrpo.sql.errors import ErrorClass, classify_exception
@@ -51,27 +65,49 @@ DENIED_FUNCTIONS = frozenset(
 #: Statement types refused before they reach SQLite.
 FORBIDDEN_TYPES = frozenset({"ATTACH", "DETACH", "VACUUM"})
 _PROGRESS_EVERY = 1000  # VM instructions between deadline checks
-_FETCH_CHUNK = 100
+#: How untrusted statements are isolated: in a killable worker process, or in this one.
+ISOLATION_MODES = ("process", "inline")
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits applied to every untrusted statement."""
+    """Resource limits applied to every untrusted statement (see docs/sandbox.md)."""
 
-    timeout_s: float = 2.0  # per statement, enforced by the progress handler
+    timeout_s: float = 2.0  # per completion (statement, state capture, case-fix retry)
     max_rows: int = 10_000  # rows fetched; more sets ExecResult.truncated
-    max_value_length: int = 1_000_000  # SQLITE_LIMIT_LENGTH (bytes in one string/blob)
+    max_value_length: int = 1_000_000  # SQLITE_LIMIT_LENGTH (bytes in one string/blob/row)
     max_sql_length: int = 100_000  # SQLITE_LIMIT_SQL_LENGTH, also checked up front
-    max_result_bytes: int = 64_000_000  # text/blob bytes fetched per statement
+    max_result_bytes: int = 64_000_000  # text/blob bytes fetched per statement, checked per row
     max_expr_depth: int = 200  # SQLITE_LIMIT_EXPR_DEPTH
     max_compound_select: int = 100  # SQLITE_LIMIT_COMPOUND_SELECT
+    max_like_pattern_length: int = 200  # SQLITE_LIMIT_LIKE_PATTERN_LENGTH (bytes)
+    max_columns: int = 1000  # SQLITE_LIMIT_COLUMN (result columns, table columns, ...)
+    max_function_args: int = 100  # SQLITE_LIMIT_FUNCTION_ARG
+    max_memory_bytes: int = 512 * 1024 * 1024  # SQLite heap (and worker address space) budget
+    isolation: str = "process"  # "process": a worker killed at the deadline; "inline": none
+    kill_margin_s: float = 0.5  # the worker is killed at timeout_s + kill_margin_s
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ValueError(f"SandboxLimits.timeout_s must be > 0, got {self.timeout_s}")
-        for name in ("max_rows", "max_value_length", "max_sql_length", "max_result_bytes"):
+        for name in (
+            "max_rows",
+            "max_value_length",
+            "max_sql_length",
+            "max_result_bytes",
+            "max_like_pattern_length",
+            "max_columns",
+            "max_function_args",
+            "max_memory_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"SandboxLimits.{name} must be >= 1, got {getattr(self, name)}")
+        if self.isolation not in ISOLATION_MODES:
+            raise ValueError(
+                f"SandboxLimits.isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}"
+            )
+        if not self.kill_margin_s >= 0:
+            raise ValueError(f"SandboxLimits.kill_margin_s must be >= 0, got {self.kill_margin_s}")
 
 
 #: The default limits (frozen, so safe to share).
@@ -130,6 +166,13 @@ class SandboxGuard:
             return 1
         return 0
 
+    def overran(self) -> bool:
+        """True when the deadline has passed (checked after every statement: an overrun
+        inside one SQLite instruction is never seen by the progress handler)."""
+        if time.monotonic() > self.deadline:
+            self.fired = True
+        return self.fired
+
 
 def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, src: str | None):
     if action == sqlite3.SQLITE_READ or action == sqlite3.SQLITE_SELECT:
@@ -180,9 +223,87 @@ def _limit_settings(limits: SandboxLimits) -> tuple[tuple[int, int], ...]:
         (sqlite3.SQLITE_LIMIT_SQL_LENGTH, limits.max_sql_length),
         (sqlite3.SQLITE_LIMIT_EXPR_DEPTH, limits.max_expr_depth),
         (sqlite3.SQLITE_LIMIT_COMPOUND_SELECT, limits.max_compound_select),
+        (sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, limits.max_like_pattern_length),
+        (sqlite3.SQLITE_LIMIT_COLUMN, limits.max_columns),
+        (sqlite3.SQLITE_LIMIT_FUNCTION_ARG, limits.max_function_args),
         (sqlite3.SQLITE_LIMIT_ATTACHED, 0),
         (sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH, 10),
     )
+
+
+def apply_limits(conn: sqlite3.Connection, limits: SandboxLimits) -> None:
+    """Set ``limits``' ``setlimit`` caps on ``conn`` (Python >= 3.11; a no-op before)."""
+    if hasattr(conn, "setlimit"):
+        for category, value in _limit_settings(limits):
+            conn.setlimit(category, value)
+
+
+def _load_sqlite_library() -> ctypes.CDLL | None:
+    """The C library behind this process's ``sqlite3`` module, when it is a shared library
+    (so its process-wide heap limit can be set); None when it cannot be found."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libsqlite3" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.sqlite3_memory_used.restype = ctypes.c_int64
+            lib.sqlite3_hard_heap_limit64.restype = ctypes.c_int64
+            lib.sqlite3_hard_heap_limit64.argtypes = [ctypes.c_int64]
+        except (OSError, AttributeError):
+            continue
+        return lib
+    return None
+
+
+_SQLITE_LIB: ctypes.CDLL | None | bool = False  # False: not looked up yet
+
+
+def _sqlite_lib() -> ctypes.CDLL | None:
+    global _SQLITE_LIB
+    if _SQLITE_LIB is False:
+        _SQLITE_LIB = _load_sqlite_library()
+    return _SQLITE_LIB  # type: ignore[return-value]
+
+
+def heap_limit_available() -> bool:
+    """True when :func:`heap_budget` can bound SQLite's heap in this process."""
+    return _sqlite_lib() is not None
+
+
+_HEAP_LOCK = threading.Lock()
+_heap_state = {"active": 0, "previous": 0}
+
+
+@contextlib.contextmanager
+def heap_budget(budget_bytes: int) -> Iterator[None]:
+    """Let SQLite allocate at most ``budget_bytes`` more than it holds now, until the block
+    ends (``sqlite3_hard_heap_limit64``; past it every allocation fails and the statement
+    raises ``MemoryError``). The previous limit is restored afterwards. The limit is
+    process-wide: statements running at once in several threads share the first one's
+    budget. Without access to the C library it does nothing."""
+    lib = _sqlite_lib()
+    if lib is None:
+        yield
+        return
+    with _HEAP_LOCK:
+        if _heap_state["active"] == 0:
+            previous = lib.sqlite3_hard_heap_limit64(-1)
+            limit = lib.sqlite3_memory_used() + budget_bytes
+            if previous > 0:
+                limit = min(limit, previous)
+            _heap_state["previous"] = previous
+            lib.sqlite3_hard_heap_limit64(limit)
+        _heap_state["active"] += 1
+    try:
+        yield
+    finally:
+        with _HEAP_LOCK:
+            _heap_state["active"] -= 1
+            if _heap_state["active"] == 0:
+                lib.sqlite3_hard_heap_limit64(_heap_state["previous"])
 
 
 def harden(
@@ -197,18 +318,21 @@ def harden(
     conn.executescript("PRAGMA temp_store = MEMORY")
     if hasattr(conn, "enable_load_extension"):
         conn.enable_load_extension(False)
-    if hasattr(conn, "setlimit"):  # Python >= 3.11
-        for category, value in _limit_settings(limits):
-            conn.setlimit(category, value)
+    apply_limits(conn, limits)
     conn.set_authorizer(_readonly_authorizer if read_only else _authorizer)
     guard = SandboxGuard()
     conn.set_progress_handler(guard, _PROGRESS_EVERY)
     return guard
 
 
-def restrict_to_reads(conn: sqlite3.Connection, guard: SandboxGuard) -> SandboxGuard:
-    """Switch a connection :func:`harden` set up to the read-only authorizer (limits and
-    ``temp_store`` stay as they are); returns ``guard``, now its progress handler again."""
+def restrict_to_reads(
+    conn: sqlite3.Connection, guard: SandboxGuard, limits: SandboxLimits | None = None
+) -> SandboxGuard:
+    """Switch a connection :func:`harden` set up to the read-only authorizer (``temp_store``
+    stays; ``limits``, when given, replace the caps it was built under); returns ``guard``,
+    now its progress handler again."""
+    if limits is not None:
+        apply_limits(conn, limits)
     conn.set_authorizer(_readonly_authorizer)
     conn.set_progress_handler(guard, _PROGRESS_EVERY)
     return guard
@@ -232,9 +356,11 @@ def run_untrusted(
     afterwards (for DML judged by state). ``fix_case`` retries a DML statement
     whose table name matches an existing table only under Unicode case folding
     (see docs/sandbox.md) and sets ``case_fixed``. ``allow_multiple`` is for
-    trusted scripts (gold SQL): stacked statements run in order and the last
-    one's result is returned; otherwise they fail as MULTIPLE_STATEMENTS.
-    Never raises.
+    trusted scripts (gold SQL): stacked statements run in order, each with its
+    own ``timeout_s``, and the last one's result is returned; otherwise they fail
+    as MULTIPLE_STATEMENTS. One ``timeout_s`` covers the statement, the state
+    capture and the case-fix retry; SQLite may allocate at most
+    ``max_memory_bytes`` meanwhile. Never raises.
     """
     started = time.perf_counter()
     stype = "UNKNOWN"
@@ -254,23 +380,31 @@ def run_untrusted(
             return failure(stype, ErrorClass.FORBIDDEN, f"{stype} is not allowed")
         if guard is None:
             guard = harden(conn, limits)
-        result = _execute(conn, sql, stype, limits, guard, capture_state, allow_multiple)
-        if (
-            fix_case
-            and not result.ok
-            and result.error_class is ErrorClass.MISSING_TABLE
-            and stype in DML_TYPES
-        ):
-            fixed_sql = _case_fixed_sql(conn, sql, result.error_message or "")
-            if fixed_sql is not None:
-                retry = _execute(conn, fixed_sql, stype, limits, guard, capture_state)
-                if retry.ok:
-                    retry.case_fixed = True
-                    result = retry
+        guard.arm(limits.timeout_s)
+        with heap_budget(limits.max_memory_bytes):
+            result = _execute(conn, sql, stype, limits, guard, capture_state, allow_multiple)
+            if (
+                fix_case
+                and not result.ok
+                and result.error_class is ErrorClass.MISSING_TABLE
+                and stype in DML_TYPES
+            ):
+                fixed_sql = _case_fixed_sql(conn, sql, result.error_message or "")
+                if fixed_sql is not None:
+                    retry = _execute(conn, fixed_sql, stype, limits, guard, capture_state)
+                    if retry.ok:
+                        retry.case_fixed = True
+                        result = retry
     except Exception as exc:  # noqa: BLE001 - untrusted input: every failure is a result
         result = failure(stype, classify_exception(exc), _message(exc))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _timeout(stype: str, limits: SandboxLimits) -> ExecResult:
+    return failure(
+        stype, ErrorClass.TIMEOUT, f"statement exceeded the {limits.timeout_s:g} s limit"
+    )
 
 
 def _execute(
@@ -282,7 +416,6 @@ def _execute(
     capture_state: bool,
     allow_multiple: bool = False,
 ) -> ExecResult:
-    guard.arm(limits.timeout_s)
     try:
         try:
             cursor = conn.execute(sql)
@@ -297,7 +430,9 @@ def _execute(
                     f"{len(parts)} statements; exactly one is allowed",
                 )
             for part in parts[:-1]:  # trusted scripts only: all but the last
-                conn.execute(part).fetchmany(limits.max_rows)
+                _fetch(conn.execute(part), limits)
+                if guard.overran():
+                    return _timeout(stype, limits)
                 guard.arm(limits.timeout_s)
             cursor = conn.execute(parts[-1])
         columns: tuple[str, ...] = ()
@@ -307,10 +442,13 @@ def _execute(
             columns = tuple(d[0] for d in cursor.description)
             rows, truncated = _fetch(cursor, limits)
         rowcount = cursor.rowcount if stype in DML_TYPES else -1
+        if guard.overran():
+            return _timeout(stype, limits)
         state = None
         if capture_state:
-            guard.arm(limits.timeout_s)
             state = capture_tables(conn, limits)
+            if guard.overran():
+                return _timeout(stype, limits)
         return ExecResult(
             ok=True,
             statement_type=stype,
@@ -321,35 +459,40 @@ def _execute(
             rowcount=rowcount,
         )
     except Exception as exc:  # noqa: BLE001
-        if guard.fired:
-            return failure(
-                stype, ErrorClass.TIMEOUT, f"statement exceeded the {limits.timeout_s:g} s limit"
-            )
+        if guard.overran():
+            return _timeout(stype, limits)
         return failure(stype, classify_exception(exc), _message(exc))
 
 
-def _fetch(cursor: sqlite3.Cursor, limits: SandboxLimits) -> tuple[list[tuple], bool]:
+def _fetch(
+    cursor: sqlite3.Cursor, limits: SandboxLimits, budget: list[int] | None = None
+) -> tuple[list[tuple], bool]:
+    """At most ``max_rows`` rows and whether more were left. The text/blob bytes are
+    counted row by row against ``max_result_bytes`` (``budget`` shares one count between
+    several fetches); past it, ``DataError``."""
     rows: list[tuple] = []
-    size = 0
-    while len(rows) < limits.max_rows:
-        wanted = min(_FETCH_CHUNK, limits.max_rows - len(rows))
-        chunk = cursor.fetchmany(wanted)
-        rows.extend(chunk)
-        for row in chunk:
-            for value in row:
-                if isinstance(value, (str, bytes)):
-                    size += len(value)
-        if size > limits.max_result_bytes:
-            raise sqlite3.DataError(
-                f"result too big: more than max_result_bytes={limits.max_result_bytes}"
-            )
-        if len(chunk) < wanted:
-            return rows, False
-    return rows, cursor.fetchone() is not None
+    size = 0 if budget is None else budget[0]
+    cap = limits.max_result_bytes
+    max_rows = limits.max_rows
+    truncated = False
+    for row in cursor:
+        if len(rows) >= max_rows:
+            truncated = True
+            break
+        for value in row:
+            if isinstance(value, (str, bytes)):
+                size += len(value)
+        if size > cap:
+            raise sqlite3.DataError(f"result too big: more than max_result_bytes={cap}")
+        rows.append(row)
+    if budget is not None:
+        budget[0] = size
+    return rows, truncated
 
 
 def capture_tables(conn: sqlite3.Connection, limits: SandboxLimits) -> dict[str, list[tuple]]:
-    """Every ordinary table's rows (lowercased name -> rows, at most max_rows each)."""
+    """Every ordinary table's rows (lowercased name -> rows, at most max_rows each; all the
+    tables' text/blob bytes together count against ``max_result_bytes``)."""
     names = [
         row[0]
         for row in conn.execute(
@@ -357,9 +500,10 @@ def capture_tables(conn: sqlite3.Connection, limits: SandboxLimits) -> dict[str,
         )
     ]
     state: dict[str, list[tuple]] = {}
+    budget = [0]
     for name in names:
         quoted = '"' + name.replace('"', '""') + '"'
-        state[name.lower()] = conn.execute(f"SELECT * FROM {quoted}").fetchmany(limits.max_rows)
+        state[name.lower()] = _fetch(conn.execute(f"SELECT * FROM {quoted}"), limits, budget)[0]
     return state
 
 
