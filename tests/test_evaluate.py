@@ -369,3 +369,34 @@ def test_strict_and_soft_format_rates_are_both_reported() -> None:
     m = aggregate(records)
     assert m["format_rate"] == pytest.approx(3 / 4)
     assert m["format_rate_strict"] == pytest.approx(1 / 4)
+
+
+def test_each_prediction_runs_once_for_record_and_reward(
+    tmp_path: Path, tokenizer: object, scripted: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record's execution check and the execution reward share one outcome."""
+    from sqlgrpo.sql.execution import ExecutionChecker
+
+    spec, _ = scripted
+    calls: list[tuple] = []
+    real = ExecutionChecker._check_one
+
+    def counting(self, pred_sql, gold_sql, sql_context, db_path):  # type: ignore[no-untyped-def]
+        calls.append((pred_sql, gold_sql, sql_context, db_path))
+        return real(self, pred_sql, gold_sql, sql_context, db_path)
+
+    monkeypatch.setattr(ExecutionChecker, "_check_one", counting)
+    gen = ScriptedModel({i: o["completion"] for i, o in spec["outputs"].items()})
+    cfg = EvalConfig(
+        model="scripted",
+        data=str(SAMPLES),
+        out_dir=str(tmp_path / "ev"),
+        generation=GenerationConfig(show_progress=False),
+    )
+    evaluate(cfg, tokenizer=tokenizer, generator=gen)
+    records = _jsonl(tmp_path / "ev" / "predictions.jsonl")
+    with_sql = [r for r in records if r["sql"] is not None]
+    assert with_sql
+    assert len(calls) == len(set(calls)), "a prediction ran twice"
+    for r in with_sql:  # the reward still scored the prediction the record checked
+        assert r["rewards"]["execute_query_reward_func"] >= 0.0

@@ -237,7 +237,7 @@ class Scorer:
     """Turns completions into prediction records: extraction, rewards, execution."""
 
     def __init__(self, cfg: EvalConfig) -> None:
-        from sqlgrpo.rewards import build_profile
+        from sqlgrpo.rewards import ExecutionReward, build_profile
         from sqlgrpo.sql.execution import ExecutionChecker
         from sqlgrpo.sql.sandbox import SandboxLimits
 
@@ -250,6 +250,9 @@ class Scorer:
         self.checker = ExecutionChecker(
             rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
         )
+        for reward in self.rewards:  # the execution reward shares the checker (runs each once)
+            if isinstance(reward, ExecutionReward):
+                reward.checker = self.checker
 
     def _one(self, sample: Any, raw: str, *, bird: bool = False) -> dict[str, Any]:
         from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok
@@ -312,6 +315,16 @@ class Scorer:
     ) -> list[dict[str, Any]]:
         """One record per sample; the first completion is the scored one, all are kept
         (``sampled``, when given, are the samples instead, e.g. beside a greedy answer)."""
+        with self.checker.remember_outcomes():
+            return self._score(samples, prompts, completions, sampled)
+
+    def _score(
+        self,
+        samples: list[Any],
+        prompts: list[str],
+        completions: list[list[str]],
+        sampled: list[list[str]] | None,
+    ) -> list[dict[str, Any]]:
         firsts = [c[0] for c in completions]
         columns = {
             k: [s.reward_columns()[k] for s in samples]
@@ -409,16 +422,17 @@ def evaluate(
             from sqlgrpo.llamacpp import load_gguf_tokenizer
 
             model_path, tokenizer = cfg.model, load_gguf_tokenizer(cfg.model)
+        elif generator is None and model is None and not llama_cpp and not _wants_vllm(cfg):
+            from sqlgrpo.models import load_model_and_tokenizer, resolve_model_path
+
+            model_path = resolve_model_path(cfg.model)  # resolved once, loaded once
+            model, tokenizer = load_model_and_tokenizer(model_path)
         elif tokenizer is None:
             from sqlgrpo.models import load_tokenizer, resolve_model_path
 
             model_path = resolve_model_path(cfg.model)
-            tokenizer = load_tokenizer(cfg.model)
+            tokenizer = load_tokenizer(model_path)
         if generator is None:
-            if model is None and not llama_cpp and not _wants_vllm(cfg):
-                from sqlgrpo.models import load_model_and_tokenizer
-
-                model, tokenizer = load_model_and_tokenizer(cfg.model)
             generator = make_generator(
                 cfg.generation, model=model, tokenizer=tokenizer, model_path=model_path
             )

@@ -129,6 +129,12 @@ class ExecutionReward(Reward):
             self._checker = ExecutionChecker(rule=self.rule, limits=self.limits)
         return self._checker
 
+    @checker.setter
+    def checker(self, checker: Any) -> None:
+        """Share another component's checker (and its caches); its rule and limits apply."""
+        self._checker = checker
+        self.rule, self.limits = checker.rule, checker.limits
+
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
     ) -> list[float]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,23 @@ class ExecutionChecker:
         self._lock = threading.Lock()
         # Prediction results run ahead by check_many: (database key, sql, capture) -> result.
         self._prefetched: dict[tuple[str, str, bool], ExecResult] = {}
+        # Outcomes kept inside remember_outcomes(): (pred, gold, context, db_path) -> outcome.
+        self._outcomes: dict[tuple, ExecutionOutcome] | None = None
+
+    @contextmanager
+    def remember_outcomes(self) -> Iterator[None]:
+        """Inside this block :meth:`check` answers a repeated ``(pred, gold, context, db)``
+        with the outcome it already computed, so two consumers of one batch (an evaluation's
+        record and its execution reward) run each prediction once. Every prediction runs on a
+        pristine copy, so the repeat could only give the same outcome."""
+        outer = self._outcomes
+        if outer is None:
+            self._outcomes = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._outcomes = None
 
     def database(self, *, sql_context: str | None = None, db_path: str | None = None) -> Any:
         """The cached database for a context or a file (raises on a bad path)."""
@@ -174,15 +192,19 @@ class ExecutionChecker:
         files, the outcome is the one on ``db_path`` but ``match`` holds only if the
         prediction matches on every one of them.
         """
+        memo, key = self._outcomes, (pred_sql, gold_sql, sql_context, db_path)
+        if memo is not None and key in memo:
+            return memo[key]
         outcome = self._check_one(pred_sql, gold_sql, sql_context, db_path)
-        if not (self.test_suite and db_path and outcome.match):
-            return outcome
-        others = test_suite_databases(db_path)
-        for other in others:
-            if not self._check_one(pred_sql, gold_sql, None, str(other)).match:
-                outcome.match = False
-                break
-        outcome.databases_checked = 1 + len(others)
+        if self.test_suite and db_path and outcome.match:
+            others = test_suite_databases(db_path)
+            for other in others:
+                if not self._check_one(pred_sql, gold_sql, None, str(other)).match:
+                    outcome.match = False
+                    break
+            outcome.databases_checked = 1 + len(others)
+        if memo is not None:
+            memo[key] = outcome
         return outcome
 
     def _check_one(
