@@ -22,9 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.data import Sample, build_messages, create_statements, render_prompt, sqlite_schema
+from sqlgrpo.data import Sample, create_statements, render_sample_prompt, sqlite_schema
 from sqlgrpo.generation import GenerationConfig, Generator, generate, make_generator
-from sqlgrpo.run_settings import PromptSettings, ResolvedPrompt, resolve_prompt
+from sqlgrpo.run_settings import (
+    DEFAULT_MAX_NEW_TOKENS,
+    PromptSettings,
+    ResolvedPrompt,
+    resolve_prompt,
+)
 from sqlgrpo.sql import Database, ExecResult, statement_type
 from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, capture_tables
@@ -33,7 +38,6 @@ from sqlgrpo.voting import result_key, vote_by_execution
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_NEW_TOKENS = 512
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf")
 
@@ -297,8 +301,7 @@ class Asker:
     def prompt(self, question: str) -> str:
         """The rendered prompt for ``question`` (chat template, schema, prefill)."""
         sample = self.database.sample(question)
-        messages = build_messages(sample, self.prompt_config)
-        return render_prompt(messages, self.tokenizer, self.prompt_config.prefill)
+        return render_sample_prompt(sample, self.prompt_config, self.tokenizer)
 
     def ask(self, question: str) -> Answer:
         """Generate, run and vote; the answer with its result (or error)."""

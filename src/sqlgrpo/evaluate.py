@@ -366,6 +366,48 @@ class Scorer:
         return records
 
 
+def prompted_eval_config(
+    model: str,
+    data: str,
+    out_dir: str,
+    *,
+    prompt: Any = None,
+    generation: GenerationConfig | None = None,
+    **options: Any,
+) -> tuple[EvalConfig, Any]:
+    """An :class:`EvalConfig` that prompts ``model`` the way it was trained.
+
+    The prompt settings (system prompt, one-shot, prefill, sample rows, completion budget)
+    come from the model's run (:func:`sqlgrpo.run_settings.resolve_prompt`); those set in
+    ``prompt`` (a :class:`~sqlgrpo.run_settings.PromptSettings`) override them. ``options``
+    are the other :class:`EvalConfig` fields. Returns the config and the resolved settings
+    (with where they came from).
+    """
+    from dataclasses import replace
+
+    from sqlgrpo.run_settings import DEFAULT_MAX_NEW_TOKENS, resolve_prompt
+
+    resolved = resolve_prompt(model, prompt)
+    run = resolved.settings
+    generation = replace(
+        generation or GenerationConfig(),
+        max_new_tokens=run.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+    )
+    cfg = EvalConfig(
+        model=model,
+        data=data,
+        out_dir=out_dir,
+        prefill=run.prefill or "",
+        one_shot=bool(run.one_shot),
+        system_prompt=run.system_prompt,
+        sample_rows=run.sample_rows or 0,
+        prompt_source=resolved.source,
+        generation=generation,
+        **options,
+    )
+    return cfg, resolved
+
+
 def _prompt_config(cfg: EvalConfig) -> Any:
     from sqlgrpo.data import PromptConfig
 
@@ -395,7 +437,7 @@ def evaluate(
     ``cfg.vote`` each record's own completion comes from ``greedy_generator`` (by
     default a greedy twin of ``generator``) and the samples from ``generator``.
     """
-    from sqlgrpo.data import build_messages, render_prompt
+    from sqlgrpo.data import render_sample_prompt
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -437,7 +479,7 @@ def evaluate(
                 cfg.generation, model=model, tokenizer=tokenizer, model_path=model_path
             )
         pcfg = _prompt_config(cfg)
-        prompts = [render_prompt(build_messages(s, pcfg), tokenizer, cfg.prefill) for s in pending]
+        prompts = [render_sample_prompt(s, pcfg, tokenizer) for s in pending]
         scorer = Scorer(cfg)
         if cfg.vote and greedy_generator is None:
             greedy_generator = greedy_twin(generator)

@@ -141,7 +141,7 @@ def run_prescreen(
     Reuses ``out_dir/prescreen.json`` when it was written for the same candidates,
     generations, policy and sampling settings (a resumed run does not screen twice).
     """
-    from sqlgrpo.data import build_messages, render_prompt
+    from sqlgrpo.data import render_sample_prompt
     from sqlgrpo.generation import GenerationConfig, HFGenerator, generate
     from sqlgrpo.sql.execution import ExecutionChecker
 
@@ -182,9 +182,7 @@ def run_prescreen(
         backend="hf",
         decoder=decoder,
     )
-    prompts = [
-        render_prompt(build_messages(s, prompt), tokenizer, prompt.prefill) for s in candidates
-    ]
+    prompts = [render_sample_prompt(s, prompt, tokenizer) for s in candidates]
     logger.info(
         "pre-screening %d prompt(s) x %d completions with %s", len(prompts), generations, policy
     )

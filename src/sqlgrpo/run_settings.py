@@ -22,6 +22,8 @@ RUN_CONFIG_FILE = "config.yaml"
 EXPORT_SETTINGS_FILE = "sqlgrpo_prompt.json"
 # folders inside a run folder that hold a model trained with the run's prompt
 _RUN_SUBFOLDERS = ("model", "adapter")
+#: Completion budget for a model whose run records none (an alias, a hub id).
+DEFAULT_MAX_NEW_TOKENS = 512
 
 
 @dataclass(frozen=True)

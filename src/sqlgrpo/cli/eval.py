@@ -127,9 +127,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run)
 
 
-DEFAULT_MAX_NEW_TOKENS = 512
-
-
 def add_prompt_flags(p: argparse.ArgumentParser) -> None:
     """Flags that override the prompt settings a run was trained with (unset: the run's)."""
     p.add_argument("--prefill", default=None, help=r"assistant-turn prefill, e.g. '<reasoning>\n'")
@@ -170,26 +167,19 @@ def prompt_overrides(args: argparse.Namespace) -> object:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.evaluate import EvalConfig, evaluate
+    from sqlgrpo.evaluate import evaluate, prompted_eval_config
     from sqlgrpo.generation import GenerationConfig
-    from sqlgrpo.run_settings import resolve_prompt
 
-    resolved = resolve_prompt(args.model, prompt_overrides(args))
-    run = resolved.settings
-    cfg = EvalConfig(
-        model=args.model,
-        data=args.data,
-        out_dir=args.out,
+    cfg, resolved = prompted_eval_config(
+        args.model,
+        args.data,
+        args.out,
+        prompt=prompt_overrides(args),
         split=args.split,
         limit=args.limit,
         seed=args.seed,
         ids_file=args.ids,
         compare_rule=args.compare,
-        prefill=run.prefill or "",
-        one_shot=bool(run.one_shot),
-        system_prompt=run.system_prompt,
-        sample_rows=run.sample_rows or 0,
-        prompt_source=resolved.source,
         reward_profile=args.rewards,
         resume=not args.no_resume,
         vote=args.vote,
@@ -198,7 +188,6 @@ def _run(args: argparse.Namespace) -> int:
         bird_metrics=args.bird_metrics,
         rves_iterations=args.rves_iterations,
         generation=GenerationConfig(
-            max_new_tokens=run.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             batch_size=args.batch_size,
             temperature=args.temperature,
             top_p=args.top_p,
