@@ -109,7 +109,7 @@ def decode(
 
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("every row needs at least one prompt token")
-    cache_arg = _cache_argument(model)
+    cache_arg = cache_argument(model)
     with torch.inference_mode():
         cache, logits, mask, positions = _prefill(model, rows, settings, cache_arg)
         if samples_per_row > 1:
@@ -140,17 +140,22 @@ def decode_repeated(
     return decode(model, rows, settings, generator=generator)
 
 
-def _cache_argument(model: Any) -> str:
+def cache_argument(model: Any) -> str:
     """``cache`` (transformers >= 5.24) or ``past_key_values``.
 
-    Read from the model class, so PEFT wrappers and instance-patched forwards are looked through.
+    Read from the model class, so PEFT / DDP wrappers and instance-patched forwards are
+    looked through.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = model
+    while hasattr(base, "module"):  # DDP / accelerate wrappers
+        base = base.module
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
     params = inspect.signature(type(base).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _output_cache(out: Any) -> Any:
+def output_cache(out: Any) -> Any:
+    """The key/value cache of a model output (``cache`` or ``past_key_values``)."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
@@ -170,7 +175,7 @@ def _prefill(
             use_cache=True,
             logits_to_keep=1,
         )
-        prefix_cache = _output_cache(out)
+        prefix_cache = output_cache(out)
     suffixes = [list(r[shared:]) for r in rows]
     width = max(len(s) for s in suffixes)
     n = len(rows)
@@ -198,7 +203,7 @@ def _prefill(
             logits_to_keep=1,
             **{cache_arg: cache},
         )
-        return _output_cache(out), out.logits[:, -1, :].float()
+        return output_cache(out), out.logits[:, -1, :].float()
 
     chunk = settings.prefill_rows if _concatenable(prefix_cache) else n
     parts = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
@@ -300,6 +305,6 @@ def _decode_loop(
             use_cache=True,
             **{cache_arg: cache},
         )
-        cache = _output_cache(out)
+        cache = output_cache(out)
         logits = out.logits[:, -1, :].float()
     return outputs

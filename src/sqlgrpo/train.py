@@ -389,6 +389,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         prefill=prompt.prefill,
         skip_zero_variance=script.skip_zero_variance_backward,
         generation_decoder=script.generation_decoder,
+        shared_prefix_loss=script.shared_prefix_loss,
     )
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if script.resume else None)

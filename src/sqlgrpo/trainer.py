@@ -33,6 +33,13 @@ class SqlGrpoTrainer(GRPOTrainer):
     completion leaves the batch when it ends. Settings that loop does not cover
     (repetition penalty, extra generation kwargs, a static cache, images, DeepSpeed or
     FSDP) use TRL's ``generate`` path.
+
+    Per-token log-probabilities (the policy's in the loss, the old policy's and the
+    reference's when TRL needs them) come from :mod:`sqlgrpo.shared_prefix`
+    (``shared_prefix_loss``): rows of a micro-batch that share a prompt run it once. Where
+    that cannot apply (multimodal inputs, an MoE auxiliary loss, an unsupported attention
+    implementation or cache, gradient checkpointing) the run says why once and uses TRL's
+    per-row pass.
     """
 
     def __init__(
@@ -44,10 +51,13 @@ class SqlGrpoTrainer(GRPOTrainer):
         prefill: str = "",
         skip_zero_variance: bool = True,
         generation_decoder: str = "incremental",
+        shared_prefix_loss: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.generation_decoder = generation_decoder
+        self.shared_prefix_loss = shared_prefix_loss
+        self._shared_prefix_told: set[str] = set()
         self.completions_path = completions_path
         self.completions_every = completions_every
         self.completions_count = completions_count
@@ -120,6 +130,71 @@ class SqlGrpoTrainer(GRPOTrainer):
         ):
             completion_ids = decode_repeated(unwrapped_model, prompt_ids, settings)
         return completion_ids, None
+
+    def _shared_prefix_blocker(
+        self, model: Any, compute_aux_loss: bool, extra: dict[str, Any]
+    ) -> str | None:
+        """Why this call must use TRL's per-row pass, or None."""
+        from sqlgrpo.shared_prefix import unsupported_reason
+
+        if not self.shared_prefix_loss:
+            return "shared_prefix_loss is off"
+        if any(value is not None for value in extra.values()):
+            return "multimodal inputs"
+        if compute_aux_loss:
+            return "the MoE auxiliary loss is on"
+        return unsupported_reason(model)
+
+    def _tell_shared_prefix(self, why: str) -> None:
+        if why not in self._shared_prefix_told and why != "shared_prefix_loss is off":
+            self._shared_prefix_told.add(why)
+            logger.info("shared-prefix loss not used (%s): TRL's per-row pass instead", why)
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
+        """TRL's per-token log-probabilities, each shared prompt of a chunk run once."""
+        import torch
+
+        from sqlgrpo.shared_prefix import UnsupportedCache, shared_prefix_logps
+
+        why = self._shared_prefix_blocker(model, compute_aux_loss, extra)
+        if why is not None:
+            self._tell_shared_prefix(why)
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size,
+                compute_entropy, compute_aux_loss, **extra,
+            )  # fmt: skip
+        size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), size):
+            ids, mask = input_ids[start : start + size], attention_mask[start : start + size]
+            result = None
+            try:
+                with self.accelerator.autocast():
+                    result = shared_prefix_logps(
+                        model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                    )
+            except UnsupportedCache as exc:
+                self.shared_prefix_loss = False  # the model does not change within a run
+                self._tell_shared_prefix(str(exc))
+            if result is None:  # no two rows share a prompt: TRL's pass costs the same
+                chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
+                    model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                )
+                result = (chunk_logps, chunk_entropies)
+            logps.append(result[0])
+            entropies.append(result[1])
+        entropy = torch.cat(entropies) if compute_entropy else None
+        return torch.cat(logps), entropy, None
 
     def _loss_can_skip(self) -> bool:
         args = self.args
