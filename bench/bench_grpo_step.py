@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -120,6 +121,7 @@ def _config(out: Path, steps: int, generations: int, max_tokens: int, seed: int)
         output_dir=str(out),
         use_cpu=True,
         bf16=False,
+        gradient_checkpointing=False,  # the CPU recipe's setting (GRPOConfig defaults to True)
         per_device_train_batch_size=generations,
         num_generations=generations,
         gradient_accumulation_steps=1,
@@ -307,7 +309,8 @@ def render(results: dict[str, Any]) -> str:
             f"TRL's stock `GRPOTrainer` and sqlgrpo's `SqlGrpoTrainer`, one after the other in one "
             f"process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
             f"{meta.get('generations')} completions of <= {meta.get('max_tokens')} tokens, "
-            "temperature 0.9, the spec's four rewards, seed 42, the same prompts). Medians over "
+            "temperature 0.9, no gradient checkpointing, the spec's four rewards, seed 42, the same "
+            "prompts). Medians over "
             f"{meta.get('steps')} steps after {meta.get('warmup')} warm-up step(s); seconds. "
             "Tokens/s: sampled completion tokens per second of step."
         )
@@ -361,6 +364,8 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a sentence for the section (conditions)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("sqlgrpo").setLevel(logging.INFO)  # e.g. why a fast path is not taken
 
     from sqlgrpo.models import resolve_model_path
 

@@ -34,7 +34,9 @@ def _samples() -> list[Sample]:
     return list(load_samples(str(TINY_DATA)).samples)
 
 
-def _trainer(model, tokenizer, tmp_path: Path, *, beta: float = 0.0, lora: bool = False):
+def _trainer(
+    model, tokenizer, tmp_path: Path, *, beta: float = 0.0, lora: bool = False, dataset=None
+):
     from datasets import Dataset
     from trl import GRPOConfig
 
@@ -56,10 +58,15 @@ def _trainer(model, tokenizer, tmp_path: Path, *, beta: float = 0.0, lora: bool 
         max_completion_length=max(COMPLETION_LENGTHS),
         beta=beta,
         bf16=False,  # TRL's default autocasts to bf16: the comparison is in fp32
+        gradient_checkpointing=False,  # TRL's default is on; the shared pass falls back under it
         report_to="none",
         logging_steps=1,
+        max_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
     )
-    dataset = Dataset.from_list([{"prompt": "x"}] * len(ROW_PROMPTS))
+    if dataset is None:
+        dataset = Dataset.from_list([{"prompt": "x"}] * len(ROW_PROMPTS))
     trainer = SqlGrpoTrainer(
         model=model,
         reward_funcs=reward_len,
@@ -258,6 +265,22 @@ def test_unsupported_setups_say_why_once_and_use_trl(fresh_tiny, tmp_path, caplo
     trainer.model.gradient_checkpointing_disable()
     model.config._attn_implementation = "flex_attention"
     assert "flex_attention" in (shared_prefix.unsupported_reason(trainer.model) or "")
+
+
+def test_training_steps_take_the_shared_path(fresh_tiny, tmp_path, monkeypatch) -> None:
+    """In ``train()`` (which sets up gradient checkpointing, eval/train modes, ...) too."""
+    from datasets import Dataset
+
+    model, tokenizer = fresh_tiny
+    prompts = [build_messages(s, PromptConfig()) for s in _samples()[:2]]
+    dataset = Dataset.from_list([{"prompt": p} for p in prompts])
+    trainer = _trainer(model, tokenizer, tmp_path, dataset=dataset)
+    trainer.args.max_completion_length = 6
+    trainer.max_completion_length = 6
+    trainer.skip_zero_variance = False  # equal rewards would skip the loss altogether
+    calls = _count_shared_calls(monkeypatch)
+    trainer.train()
+    assert calls == [len(ROW_PROMPTS)], "one micro-batch of one prompt's group, shared"
 
 
 def _smollm2():
