@@ -310,14 +310,19 @@ def render(results: dict[str, Any]) -> str:
             f"process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
             f"{meta.get('generations')} completions of <= {meta.get('max_tokens')} tokens, "
             "temperature 0.9, no gradient checkpointing, the spec's four rewards, seed 42, the same "
-            "prompts). Medians over "
-            f"{meta.get('steps')} steps after {meta.get('warmup')} warm-up step(s); seconds. "
+            "prompts). Medians over the steps after the warm-up step(s); seconds. "
             "Tokens/s: sampled completion tokens per second of step."
         )
     for case, title in (("recipe", "Bundled prompts (the CPU recipe's shape)"),
                         ("spider", "Spider prompts of 900-1,100 tokens")):  # fmt: skip
         if case in results:
-            parts += ["", f"**{title}**", "", *_step_table(case, results[case])]
+            r = results[case]
+            parts += [
+                "",
+                f"**{title}** ({r.get('steps', '?')} steps after {r.get('warmup', '?')} warm-up)",
+                "",
+            ]
+            parts += _step_table(case, r)
     if "loss" in results:
         loss = results["loss"]
         parts += [
@@ -376,13 +381,13 @@ def main() -> None:
             results["loss"] = run_loss(args)
             gc.collect()
         else:
-            results[case] = {"generations": args.generations}
+            results[case] = {"generations": args.generations, "steps": args.steps,
+                             "warmup": args.warmup}  # fmt: skip
             for side in SIDES:
                 results[case][side] = run_steps(case, side, args)
                 print(case, side, results[case][side], flush=True)
         meta = results.setdefault("meta", {"commands": []})
-        meta.update(model=args.model, generations=args.generations, max_tokens=args.max_tokens,
-                    steps=args.steps, warmup=args.warmup)  # fmt: skip
+        meta.update(model=args.model, generations=args.generations, max_tokens=args.max_tokens)
         if args.note:
             meta["note"] = args.note
         args.results.write_text(json.dumps(results, indent=1))

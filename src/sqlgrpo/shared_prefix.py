@@ -80,7 +80,13 @@ def unsupported_reason(model: Any) -> str | None:
         return (
             f"attention implementation {attention!r} (supported: {', '.join(SUPPORTED_ATTENTION)})"
         )
-    if torch.is_grad_enabled() and getattr(base, "is_gradient_checkpointing", False):
+    # transformers 5.24 renamed is_gradient_checkpointing (which now warns) to is_activation_...
+    name = (
+        "is_activation_checkpointing"
+        if hasattr(type(base), "is_activation_checkpointing")
+        else "is_gradient_checkpointing"
+    )
+    if torch.is_grad_enabled() and getattr(base, name, False):
         return "gradient checkpointing (transformers drops the key/value cache under it)"
     return None
 
