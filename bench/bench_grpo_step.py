@@ -247,7 +247,9 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
     warm = torch.randint(0, len(tokenizer), (1, 32), generator=generator)
     timed(lambda: group_loss(warm, True))
     timed(lambda: group_loss(warm, False))
-    for target, label in ((1000, "Spider"), (2000, "BIRD-size (Spider's largest schema)")):
+    labels = {1000: "Spider", 2000: "BIRD-size (Spider's largest schema)"}
+    for target in args.loss_prompts:
+        label = labels.get(target, f"~{target} tokens")
         sample = min(samples, key=lambda s: abs(lengths[s.id] - target))
         text = prompt_column(sample, prompt, tokenizer)
         ids = torch.tensor([tokenizer(text)["input_ids"]])
@@ -261,6 +263,7 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
                 "label": label,
                 "sample": sample.id,
                 "prompt_tokens": int(ids.shape[1]),
+                "generations": g,
                 **{k: statistics.median(v) for k, v in times.items()},
             }
         )
@@ -304,11 +307,12 @@ def render(results: dict[str, Any]) -> str:
     """The BENCHMARKS.md section from every case in ``results``."""
     parts = []
     meta = results.get("meta", {})
-    if "recipe" in results or "spider" in results:
+    cases = [results[c] for c in ("recipe", "spider") if c in results]
+    if cases:
         parts.append(
             f"TRL's stock `GRPOTrainer` and sqlgrpo's `SqlGrpoTrainer`, one after the other in one "
             f"process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
-            f"{meta.get('generations')} completions of <= {meta.get('max_tokens')} tokens, "
+            f"{cases[0]['generations']} completions of <= {meta.get('max_tokens')} tokens, "
             "temperature 0.9, no gradient checkpointing, the spec's four rewards, seed 42, the same "
             "prompts). Medians over the steps after the warm-up step(s); seconds. "
             "Tokens/s: sampled completion tokens per second of step."
@@ -327,17 +331,18 @@ def render(results: dict[str, Any]) -> str:
         loss = results["loss"]
         parts += [
             "",
-            f"**Loss forward + backward of one group** ({loss['generations']} completions of "
+            f"**Loss forward + backward of one group** (G completions of "
             f"{loss['completion_tokens']} tokens, median of {loss['rounds']}; seconds). TRL: its "
             "per-row pass (G copies of the prompt); shared: `shared_prefix_loss`; floor: the "
             "prompt alone (1 row) plus the G completions alone.",
             "",
-            "| prompt | tokens | TRL | shared | floor | TRL / shared | shared / floor |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| prompt | tokens | G | TRL | shared | floor | TRL / shared | shared / floor |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in loss["rows"]:
             parts.append(
                 f"| {row['label']} (`{row['sample']}`) | {row['prompt_tokens']} | "
+                f"{row.get('generations', loss['generations'])} | "
                 f"{row['trl']:.1f} | {row['shared']:.1f} | {row['floor']:.1f} | "
                 f"**{row['trl'] / row['shared']:.2f}x** | {row['shared'] / row['floor']:.2f} |"
             )
@@ -359,6 +364,12 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1, help="repeats of the loss case")
+    parser.add_argument(
+        "--loss-prompts",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1000, 2000],
+        help="prompt sizes (tokens) of the loss case; each row replaces an earlier one",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--results",
@@ -378,7 +389,11 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     for case in args.cases.split(","):
         if case == "loss":
-            results["loss"] = run_loss(args)
+            loss = run_loss(args)
+            earlier = results.get("loss", {}).get("rows", [])
+            kept = [r for r in earlier if r["label"] not in {n["label"] for n in loss["rows"]}]
+            loss["rows"] = sorted(kept + loss["rows"], key=lambda r: r["prompt_tokens"])
+            results["loss"] = loss
             gc.collect()
         else:
             results[case] = {"generations": args.generations, "steps": args.steps,
