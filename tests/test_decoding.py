@@ -165,3 +165,49 @@ def test_repeated_prompts_are_prefilled_once(tiny: tuple[object, object], monkey
     ragged = grouped[:-1]  # runs of 4, 4 and 3: decoded as given
     assert decoding.decode_repeated(model, ragged, settings) == out[:-1]
     assert seen[-1] == len(ragged)
+
+
+def test_roomy_cache_layers_hold_what_dynamic_layers_hold(tiny: tuple[object, object]) -> None:
+    """In-place writes into reserved room (and growth past it) keep the same keys and values."""
+    import copy
+
+    import torch
+
+    from sqlgrpo.kv_cache import RoomyLayer, reserve_room
+
+    model, tokenizer = tiny
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([_rows(tokenizer)[0]]), use_cache=True)  # type: ignore[operator]
+    plain = out.past_key_values if getattr(out, "cache", None) is None else out.cache
+    roomy = copy.deepcopy(plain)
+    assert reserve_room(roomy, 2)
+    assert all(isinstance(layer, RoomyLayer) for layer in roomy.layers)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):  # the third update runs past the room
+        for i, layer in enumerate(plain.layers):
+            k = torch.randn(layer.keys.shape[:2] + (1, layer.keys.shape[-1]), generator=generator)
+            v = torch.randn(k.shape, generator=generator)
+            expected = layer.update(k, v)
+            got = roomy.layers[i].update(k, v)
+            assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    roomy.batch_repeat_interleave(2)
+    roomy.batch_select_indices(torch.tensor([1]))
+    assert torch.equal(roomy.layers[0].keys, plain.layers[0].keys)
+    assert roomy.get_seq_length() == plain.get_seq_length()
+
+
+def test_sampling_follows_the_warped_distribution() -> None:
+    """One uniform draw per row through the CDF: only top-k tokens, at their probabilities."""
+    import torch
+
+    from sqlgrpo.decoding import _pick, _warpers
+
+    settings = DecodeSettings(max_new_tokens=1, eos_token_ids=frozenset(), temperature=0.7, top_k=3)
+    logits = torch.tensor([[2.0, 0.5, 1.5, -1.0, 1.0, -9.0]]).repeat(20_000, 1)
+    picks = _pick(logits, settings, torch.Generator().manual_seed(0), _warpers(settings))
+    counts = torch.bincount(picks, minlength=6).double()
+    assert set(torch.nonzero(counts).squeeze(1).tolist()) == {0, 2, 4}
+    top = torch.tensor([2.0, 1.5, 1.0]) / 0.7
+    expected = torch.softmax(top.double(), dim=0) * 20_000
+    sd = (expected * (1 - expected / 20_000)).sqrt()
+    assert bool(((counts[[0, 2, 4]] - expected).abs() < 5 * sd).all())

@@ -187,6 +187,15 @@ class SqlGrpoArguments:
             "or generate (TRL's model.generate)"
         },
     )
+    shared_prefix_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "score a group's completions with its prompt run once (keys/values shared "
+            "by the rows of a micro-batch with that prompt; same loss and gradients as TRL's "
+            "per-row pass). Falls back to TRL's pass, saying why, for multimodal inputs, MoE "
+            "auxiliary losses, attention other than sdpa/eager, or gradient checkpointing"
+        },
+    )
     resume: bool = field(
         default=False,
         metadata={

@@ -7,7 +7,9 @@ rambling row keeps 63 finished ones in every step. Here the token prefix shared
 by all rows runs once, the rest of the prompts are prefilled a few rows at a time
 (large prefill matrices run slower per token on a CPU), and a row leaves the batch
 as soon as it emits an end token, so each step costs what the rows still decoding
-cost. Positions and the attention mask are exactly those of left-padded
+cost. The cache gets room for the new tokens up front (:mod:`sqlgrpo.kv_cache`: no
+per-step concatenation of the whole cache), and sampling draws one uniform number per row
+through the distribution's CDF. Positions and the attention mask are exactly those of left-padded
 ``generate``; greedy outputs match it (tested).
 """
 
@@ -109,7 +111,7 @@ def decode(
 
     if not rows or any(len(r) == 0 for r in rows):
         raise ValueError("every row needs at least one prompt token")
-    cache_arg = _cache_argument(model)
+    cache_arg = cache_argument(model)
     with torch.inference_mode():
         cache, logits, mask, positions = _prefill(model, rows, settings, cache_arg)
         if samples_per_row > 1:
@@ -140,17 +142,22 @@ def decode_repeated(
     return decode(model, rows, settings, generator=generator)
 
 
-def _cache_argument(model: Any) -> str:
+def cache_argument(model: Any) -> str:
     """``cache`` (transformers >= 5.24) or ``past_key_values``.
 
-    Read from the model class, so PEFT wrappers and instance-patched forwards are looked through.
+    Read from the model class, so PEFT / DDP wrappers and instance-patched forwards are
+    looked through.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = model
+    while hasattr(base, "module"):  # DDP / accelerate wrappers
+        base = base.module
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
     params = inspect.signature(type(base).forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _output_cache(out: Any) -> Any:
+def output_cache(out: Any) -> Any:
+    """The key/value cache of a model output (``cache`` or ``past_key_values``)."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 
@@ -170,7 +177,7 @@ def _prefill(
             use_cache=True,
             logits_to_keep=1,
         )
-        prefix_cache = _output_cache(out)
+        prefix_cache = output_cache(out)
     suffixes = [list(r[shared:]) for r in rows]
     width = max(len(s) for s in suffixes)
     n = len(rows)
@@ -198,7 +205,7 @@ def _prefill(
             logits_to_keep=1,
             **{cache_arg: cache},
         )
-        return _output_cache(out), out.logits[:, -1, :].float()
+        return output_cache(out), out.logits[:, -1, :].float()
 
     chunk = settings.prefill_rows if _concatenable(prefix_cache) else n
     parts = [slice(s, min(s + chunk, n)) for s in range(0, n, chunk)]
@@ -233,28 +240,43 @@ def _concat_caches(caches: list[Any]) -> Any:
     return first
 
 
-def _pick(logits: Any, settings: DecodeSettings, generator: Any) -> Any:
-    """Next token per row: argmax when greedy, else temperature, top-k, top-p and min-p sampling."""
-    import torch
-
-    if settings.temperature == 0:
-        return logits.argmax(dim=-1)
+def _warpers(settings: DecodeSettings) -> list[Any]:
+    """transformers' top-k, top-p and min-p warpers for ``settings``, in the order it applies them."""
     from transformers.generation.logits_process import (
         MinPLogitsWarper,
         TopKLogitsWarper,
         TopPLogitsWarper,
     )
 
-    # the order transformers applies them in
-    scores = logits / settings.temperature
+    warpers: list[Any] = []
     if settings.top_k:
-        scores = TopKLogitsWarper(settings.top_k)(None, scores)
+        warpers.append(TopKLogitsWarper(settings.top_k))
     if settings.top_p < 1.0:
-        scores = TopPLogitsWarper(settings.top_p)(None, scores)
+        warpers.append(TopPLogitsWarper(settings.top_p))
     if settings.min_p:
-        scores = MinPLogitsWarper(settings.min_p)(None, scores)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        warpers.append(MinPLogitsWarper(settings.min_p))
+    return warpers
+
+
+def _pick(logits: Any, settings: DecodeSettings, generator: Any, warpers: list[Any]) -> Any:
+    """Next token per row: argmax when greedy, else temperature, top-k, top-p and min-p sampling.
+
+    Sampling inverts the cumulative distribution at one uniform draw per row: the same
+    distribution as ``torch.multinomial``, whose exponential draw over the whole
+    vocabulary costs several milliseconds a step on a CPU.
+    """
+    import torch
+
+    if settings.temperature == 0:
+        return logits.argmax(dim=-1)
+    scores = logits / settings.temperature
+    for warper in warpers:
+        scores = warper(None, scores)
+    cdf = torch.softmax(scores, dim=-1).cumsum_(dim=-1)
+    draw = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device)
+    # a draw of exactly 0 must not pick a leading zero-probability token
+    target = (draw * cdf[:, -1:]).clamp_(min=torch.finfo(cdf.dtype).tiny)
+    return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=cdf.shape[1] - 1)
 
 
 def _decode_loop(
@@ -269,12 +291,19 @@ def _decode_loop(
 ) -> list[list[int]]:
     import torch
 
+    from sqlgrpo.kv_cache import reserve_room
+
     total = logits.shape[0]
     outputs: list[list[int]] = [[] for _ in range(total)]
     active = torch.arange(total, device=logits.device)
     eos = torch.tensor(sorted(settings.eos_token_ids), dtype=torch.long, device=logits.device)
+    warpers = _warpers(settings) if settings.temperature else []
+    reserve_room(cache, settings.max_new_tokens)
+    # the mask of every step, written once: each step passes the prefix it covers
+    width = mask.shape[1]
+    mask = torch.cat([mask, mask.new_ones((total, settings.max_new_tokens))], dim=1)
     for step in range(settings.max_new_tokens):
-        tokens = _pick(logits, settings, generator)
+        tokens = _pick(logits, settings, generator, warpers)
         for row, token in zip(active.tolist(), tokens.tolist(), strict=True):
             outputs[row].append(token)
         if step == settings.max_new_tokens - 1:
@@ -291,15 +320,15 @@ def _decode_loop(
                 tokens[keep],
                 active[keep],
             )
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        width += 1
         positions = positions + 1
         out = model(
             input_ids=tokens[:, None],
-            attention_mask=mask,
+            attention_mask=mask[:, :width],
             position_ids=positions[:, None],
             use_cache=True,
             **{cache_arg: cache},
         )
-        cache = _output_cache(out)
+        cache = output_cache(out)
         logits = out.logits[:, -1, :].float()
     return outputs

@@ -7,7 +7,7 @@ Stages, top to bottom in ``run_training``:
 3. optional SFT warm-up on explained gold SQL (``RUN_DIR/warmup/model``; with
    ``sft_warmup_only`` the run ends here);
 4. build the rewards (registry names + weights, prefill put back before scoring);
-5. ``SqlGrpoTrainer`` (TRL's ``GRPOTrainer`` + run-folder logging + zero-variance skip);
+5. ``SqlGrpoTrainer`` (``sqlgrpo.trainer``: TRL's ``GRPOTrainer`` + sampling, loss, logging);
 6. train (``--resume`` continues from the last checkpoint; Ctrl-C saves one first);
 7. save the final model (merged) and LoRA adapter, the resolved config, reward plots.
 """
@@ -33,11 +33,11 @@ from sqlgrpo.callbacks import (
     GracefulInterrupt,
     MetricsJsonlCallback,
     plot_reward_curves,
-    write_completions,
 )
 from sqlgrpo.config import ConfigError, GRPOTrainConfig, ModelArguments, RunConfig, SqlGrpoArguments
 from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
 from sqlgrpo.models import load_policy, prepare_tokenizer, resolve_model_path
+from sqlgrpo.trainer import SqlGrpoTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -159,171 +159,6 @@ def _check_generation_backend(training: GRPOTrainConfig) -> None:
                 "use_vllm is true but vLLM is not installed: pip install 'sqlgrpo[gpu]', "
                 "or set use_vllm: false to generate with transformers"
             )
-
-
-# ---------------------------------------------------------------------------- trainer
-
-
-class SqlGrpoTrainer(GRPOTrainer):
-    """GRPOTrainer that writes completions.jsonl and skips steps that teach nothing.
-
-    When every completion in a micro-batch has advantage 0 (each group's rewards are
-    equal) and no KL or entropy term is active, the policy loss and its gradient are
-    exactly zero, yet TRL would still run the forward and backward pass. Here that
-    micro-batch skips both (agreed across processes so data parallel ranks stay in step),
-    and the skip is counted in the ``skipped_backward`` metric.
-
-    Without vLLM, completions are sampled with :func:`sqlgrpo.decoding.decode_repeated`
-    (``generation_decoder: incremental``): each prompt of a group is prefilled once and a
-    completion leaves the batch when it ends. Settings that loop does not cover
-    (repetition penalty, extra generation kwargs, a static cache, images, DeepSpeed or
-    FSDP) use TRL's ``generate`` path.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        completions_path: Path | None = None,
-        completions_every: int = 1,
-        completions_count: int = 8,
-        prefill: str = "",
-        skip_zero_variance: bool = True,
-        generation_decoder: str = "incremental",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.generation_decoder = generation_decoder
-        self.completions_path = completions_path
-        self.completions_every = completions_every
-        self.completions_count = completions_count
-        self.prefill = prefill
-        self.skip_zero_variance = skip_zero_variance
-        self.skipped_backward = 0
-        self._last_completions_step = -1
-
-    def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
-        """Why this batch must be sampled with TRL's own path, or None."""
-        args = self.args
-        checks = [
-            (self.generation_decoder != "incremental", "generation_decoder is 'generate'"),
-            (self.use_vllm, "vLLM generates"),
-            (getattr(self, "use_transformers_continuous_batching", False), "continuous batching"),
-            (images is not None or bool(multimodal_fields), "multimodal inputs"),
-            (self.is_deepspeed_enabled or self.is_fsdp_enabled, "DeepSpeed / FSDP"),
-            ((self.repetition_penalty or 1.0) != 1.0, "repetition_penalty"),
-            (bool(args.generation_kwargs), "generation_kwargs"),
-            (args.cache_implementation is not None, "cache_implementation"),
-        ]
-        return next((why for blocked, why in checks if blocked), None)
-
-    def _generate_single_turn(
-        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
-    ):
-        """Sample a batch's completions; the seconds it took go to the ``sampling_seconds`` metric."""
-        import time
-
-        started = time.perf_counter()
-        why = self._incremental_blocker(images, multimodal_fields)
-        if why is None:
-            result = self._sample_incremental(prompt_ids)
-        else:
-            if not getattr(self, "_told_decoder", False):
-                logger.info("GRPO sampling uses TRL's generate (%s)", why)
-                self._told_decoder = True
-            result = super()._generate_single_turn(
-                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-            )
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["sampling_seconds"].append(time.perf_counter() - started)
-        return result
-
-    def _sample_incremental(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
-        import torch
-        from trl.extras.profiling import profiling_context
-        from trl.models import unwrap_model_for_generation
-
-        from sqlgrpo.decoding import DecodeSettings, decode_repeated
-
-        settings = DecodeSettings(
-            max_new_tokens=self.max_completion_length,
-            eos_token_ids=frozenset(self.eos_token_ids),
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k or 0,
-            min_p=self.min_p,
-        )
-        with (
-            profiling_context(self, "sqlgrpo.decode"),
-            unwrap_model_for_generation(
-                self.model_wrapped,
-                self.accelerator,
-                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                generation_kwargs=self.generation_kwargs,
-                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-            ) as unwrapped_model,
-            torch.no_grad(),
-        ):
-            completion_ids = decode_repeated(unwrapped_model, prompt_ids, settings)
-        return completion_ids, None
-
-    def _loss_can_skip(self) -> bool:
-        args = self.args
-        return (
-            self.skip_zero_variance
-            and args.beta == 0.0
-            and getattr(args, "entropy_coef", 0.0) == 0.0
-            and not getattr(args, "use_adaptive_entropy", False)
-        )
-
-    def _all_ranks_zero(self, advantages: Any) -> bool:
-        import torch
-
-        local = torch.tensor(
-            [0.0 if bool((advantages == 0).all()) else 1.0], device=self.accelerator.device
-        )
-        return float(self.accelerator.gather(local).max()) == 0.0
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self._loss_can_skip() and model.training:
-            mode = "train"
-            if self._all_ranks_zero(inputs["advantages"]):
-                import torch
-
-                self.skipped_backward += 1
-                self._metrics[mode]["skipped_backward"].append(1.0)
-                # A leaf with no path to the parameters: backward is a no-op, grads stay None.
-                return torch.zeros((), device=self.accelerator.device, requires_grad=True)
-            self._metrics[mode]["skipped_backward"].append(0.0)
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        self._write_completions()
-        if self.model.training:
-            logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
-        super().log(logs, start_time)
-
-    def _write_completions(self) -> None:
-        step = self.state.global_step
-        if (
-            self.completions_path is None
-            or self.completions_every <= 0
-            or not self.accelerator.is_main_process
-            or step % self.completions_every
-            or step == self._last_completions_step
-            or not self._logs["completion"]
-        ):
-            return
-        self._last_completions_step = step
-        write_completions(
-            self.completions_path,
-            step,
-            list(self._logs["prompt"]),
-            list(self._logs["completion"]),
-            {name: list(values) for name, values in self._logs["rewards"].items()},
-            list(self._logs["advantages"]),
-            prefill=self.prefill,
-            limit=self.completions_count,
-        )
 
 
 # ---------------------------------------------------------------------------- run
@@ -515,6 +350,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         prefill=prompt.prefill,
         skip_zero_variance=script.skip_zero_variance_backward,
         generation_decoder=script.generation_decoder,
+        shared_prefix_loss=script.shared_prefix_loss,
     )
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if script.resume else None)

@@ -1,0 +1,256 @@
+"""``SqlGrpoTrainer``: TRL's ``GRPOTrainer`` with sqlgrpo's sampling, loss and run-folder logging.
+
+- sampling: :func:`sqlgrpo.decoding.decode_repeated` (each prompt of a group prefilled once,
+  finished completions leave the batch) where it applies, else TRL's ``generate``;
+- a micro-batch whose advantages are all zero skips its forward and backward;
+- ``completions.jsonl`` in the run folder every ``completions_every`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOTrainer
+
+from sqlgrpo.callbacks import write_completions
+
+logger = logging.getLogger(__name__)
+
+
+class SqlGrpoTrainer(GRPOTrainer):
+    """GRPOTrainer that writes completions.jsonl and skips steps that teach nothing.
+
+    When every completion in a micro-batch has advantage 0 (each group's rewards are
+    equal) and no KL or entropy term is active, the policy loss and its gradient are
+    exactly zero, yet TRL would still run the forward and backward pass. Here that
+    micro-batch skips both (agreed across processes so data parallel ranks stay in step),
+    and the skip is counted in the ``skipped_backward`` metric.
+
+    Without vLLM, completions are sampled with :func:`sqlgrpo.decoding.decode_repeated`
+    (``generation_decoder: incremental``): each prompt of a group is prefilled once and a
+    completion leaves the batch when it ends. Settings that loop does not cover
+    (repetition penalty, extra generation kwargs, a static cache, images, DeepSpeed or
+    FSDP) use TRL's ``generate`` path.
+
+    Per-token log-probabilities (the policy's in the loss, the old policy's and the
+    reference's when TRL needs them) come from :mod:`sqlgrpo.shared_prefix`
+    (``shared_prefix_loss``): rows of a micro-batch that share a prompt run it once. Where
+    that cannot apply (multimodal inputs, an MoE auxiliary loss, an unsupported attention
+    implementation or cache, gradient checkpointing) the run says why once and uses TRL's
+    per-row pass.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        completions_path: Path | None = None,
+        completions_every: int = 1,
+        completions_count: int = 8,
+        prefill: str = "",
+        skip_zero_variance: bool = True,
+        generation_decoder: str = "incremental",
+        shared_prefix_loss: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.generation_decoder = generation_decoder
+        self.shared_prefix_loss = shared_prefix_loss
+        self._shared_prefix_told: set[str] = set()
+        self.completions_path = completions_path
+        self.completions_every = completions_every
+        self.completions_count = completions_count
+        self.prefill = prefill
+        self.skip_zero_variance = skip_zero_variance
+        self.skipped_backward = 0
+        self._last_completions_step = -1
+
+    def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
+        """Why this batch must be sampled with TRL's own path, or None."""
+        args = self.args
+        checks = [
+            (self.generation_decoder != "incremental", "generation_decoder is 'generate'"),
+            (self.use_vllm, "vLLM generates"),
+            (getattr(self, "use_transformers_continuous_batching", False), "continuous batching"),
+            (images is not None or bool(multimodal_fields), "multimodal inputs"),
+            (self.is_deepspeed_enabled or self.is_fsdp_enabled, "DeepSpeed / FSDP"),
+            ((self.repetition_penalty or 1.0) != 1.0, "repetition_penalty"),
+            (bool(args.generation_kwargs), "generation_kwargs"),
+            (args.cache_implementation is not None, "cache_implementation"),
+        ]
+        return next((why for blocked, why in checks if blocked), None)
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        """Sample a batch's completions; the seconds it took go to the ``sampling_seconds`` metric."""
+        import time
+
+        started = time.perf_counter()
+        why = self._incremental_blocker(images, multimodal_fields)
+        if why is None:
+            result = self._sample_incremental(prompt_ids)
+        else:
+            if not getattr(self, "_told_decoder", False):
+                logger.info("GRPO sampling uses TRL's generate (%s)", why)
+                self._told_decoder = True
+            result = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["sampling_seconds"].append(time.perf_counter() - started)
+        return result
+
+    def _sample_incremental(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
+        import torch
+        from trl.extras.profiling import profiling_context
+        from trl.models import unwrap_model_for_generation
+
+        from sqlgrpo.decoding import DecodeSettings, decode_repeated
+
+        settings = DecodeSettings(
+            max_new_tokens=self.max_completion_length,
+            eos_token_ids=frozenset(self.eos_token_ids),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k or 0,
+            min_p=self.min_p,
+        )
+        with (
+            profiling_context(self, "sqlgrpo.decode"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+        ):
+            completion_ids = decode_repeated(unwrapped_model, prompt_ids, settings)
+        return completion_ids, None
+
+    def _shared_prefix_blocker(
+        self, model: Any, compute_aux_loss: bool, extra: dict[str, Any]
+    ) -> str | None:
+        """Why this call must use TRL's per-row pass, or None."""
+        from sqlgrpo.shared_prefix import unsupported_reason
+
+        if not self.shared_prefix_loss:
+            return "shared_prefix_loss is off"
+        if any(value is not None for value in extra.values()):
+            return "multimodal inputs"
+        if compute_aux_loss:
+            return "the MoE auxiliary loss is on"
+        return unsupported_reason(model)
+
+    def _tell_shared_prefix(self, why: str) -> None:
+        if why not in self._shared_prefix_told and why != "shared_prefix_loss is off":
+            self._shared_prefix_told.add(why)
+            logger.info("shared-prefix loss not used (%s): TRL's per-row pass instead", why)
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **extra,
+    ):
+        """TRL's per-token log-probabilities, each shared prompt of a chunk run once."""
+        import torch
+
+        from sqlgrpo.shared_prefix import UnsupportedCache, shared_prefix_logps
+
+        why = self._shared_prefix_blocker(model, compute_aux_loss, extra)
+        if why is not None:
+            self._tell_shared_prefix(why)
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size,
+                compute_entropy, compute_aux_loss, **extra,
+            )  # fmt: skip
+        size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), size):
+            ids, mask = input_ids[start : start + size], attention_mask[start : start + size]
+            result = None
+            try:
+                with self.accelerator.autocast():
+                    result = shared_prefix_logps(
+                        model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                    )
+            except UnsupportedCache as exc:
+                self.shared_prefix_loss = False  # the model does not change within a run
+                self._tell_shared_prefix(str(exc))
+            if result is None:  # no two rows share a prompt: TRL's pass costs the same
+                chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
+                    model, ids, mask, logits_to_keep, compute_entropy=compute_entropy
+                )
+                result = (chunk_logps, chunk_entropies)
+            logps.append(result[0])
+            entropies.append(result[1])
+        entropy = torch.cat(entropies) if compute_entropy else None
+        return torch.cat(logps), entropy, None
+
+    def _loss_can_skip(self) -> bool:
+        args = self.args
+        return (
+            self.skip_zero_variance
+            and args.beta == 0.0
+            and getattr(args, "entropy_coef", 0.0) == 0.0
+            and not getattr(args, "use_adaptive_entropy", False)
+        )
+
+    def _all_ranks_zero(self, advantages: Any) -> bool:
+        import torch
+
+        local = torch.tensor(
+            [0.0 if bool((advantages == 0).all()) else 1.0], device=self.accelerator.device
+        )
+        return float(self.accelerator.gather(local).max()) == 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._loss_can_skip() and model.training:
+            mode = "train"
+            if self._all_ranks_zero(inputs["advantages"]):
+                import torch
+
+                self.skipped_backward += 1
+                self._metrics[mode]["skipped_backward"].append(1.0)
+                # A leaf with no path to the parameters: backward is a no-op, grads stay None.
+                return torch.zeros((), device=self.accelerator.device, requires_grad=True)
+            self._metrics[mode]["skipped_backward"].append(0.0)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        self._write_completions()
+        if self.model.training:
+            logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
+        super().log(logs, start_time)
+
+    def _write_completions(self) -> None:
+        step = self.state.global_step
+        if (
+            self.completions_path is None
+            or self.completions_every <= 0
+            or not self.accelerator.is_main_process
+            or step % self.completions_every
+            or step == self._last_completions_step
+            or not self._logs["completion"]
+        ):
+            return
+        self._last_completions_step = step
+        write_completions(
+            self.completions_path,
+            step,
+            list(self._logs["prompt"]),
+            list(self._logs["completion"]),
+            {name: list(values) for name, values in self._logs["rewards"].items()},
+            list(self._logs["advantages"]),
+            prefill=self.prefill,
+            limit=self.completions_count,
+        )
