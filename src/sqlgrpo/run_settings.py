@@ -115,18 +115,24 @@ def read_settings_file(path: str | Path) -> PromptSettings:
         raise ValueError(f"{path}: cannot read the run's prompt settings ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of settings")
-    budget = data.get("max_new_tokens", data.get("max_completion_length"))
     try:
-        return PromptSettings(
-            system_prompt=_opt(data, "system_prompt", str),
-            one_shot=_opt(data, "one_shot", bool),
-            prefill=_opt(data, "prefill", str),
-            sample_rows=_opt(data, "sample_rows", int),
-            max_prompt_tokens=_opt(data, "max_prompt_tokens", int),
-            max_new_tokens=int(budget) if budget is not None else None,
-        )
+        return settings_from_mapping(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: bad prompt setting ({exc})") from exc
+
+
+def settings_from_mapping(data: dict[str, Any]) -> PromptSettings:
+    """Prompt settings from a flat run configuration (``RunConfig.recipe_dict()``, a run's
+    ``config.yaml``, an export's json); ``max_completion_length`` is the completion budget."""
+    budget = data.get("max_new_tokens", data.get("max_completion_length"))
+    return PromptSettings(
+        system_prompt=_opt(data, "system_prompt", str),
+        one_shot=_opt(data, "one_shot", bool),
+        prefill=_opt(data, "prefill", str),
+        sample_rows=_opt(data, "sample_rows", int),
+        max_prompt_tokens=_opt(data, "max_prompt_tokens", int),
+        max_new_tokens=int(budget) if budget is not None else None,
+    )
 
 
 def _opt(data: dict[str, Any], key: str, kind: type) -> Any:

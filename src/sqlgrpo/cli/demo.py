@@ -5,6 +5,9 @@ Evaluate the base model on the bundled test split, train with the CPU recipe
 (same samples, same prompt), and write the report with all three side by side.
 Every stage writes to its own folder under ``--out`` and is skipped when its
 result is already there, so an interrupted demo continues where it stopped.
+The stages call the library (``run_training``, ``evaluate``, ``build_report``); the
+recipe is parsed once, as ``sqlgrpo train`` parses it, and each trained model is
+evaluated with the prompt settings its run recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_RECIPE = "recipes/smollm2-135m-cpu.yaml"
 
@@ -23,17 +27,17 @@ DEFAULT_RECIPE = "recipes/smollm2-135m-cpu.yaml"
 class DemoPlan:
     """Where each stage of the demo reads and writes."""
 
-    recipe: Path
     out: Path
-    model: str
-    prefill: str
-    one_shot: bool
-    max_new_tokens: int
+    run: Any  # the recipe parsed as `sqlgrpo train` parses it (sqlgrpo.config.RunConfig)
     eval_data: str
     eval_split: str | None
     eval_limit: int | None
     eval_seed: int
     batch_size: int
+
+    @property
+    def model(self) -> str:
+        return str(self.run.model.model_name_or_path)
 
     @property
     def train_dir(self) -> Path:
@@ -94,58 +98,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _plan(args: argparse.Namespace) -> DemoPlan:
-    import yaml
+    """Parse the recipe (with ``--train-arg`` overrides) exactly as ``sqlgrpo train`` does."""
+    from sqlgrpo.config import parse_run_config
 
     recipe = Path(args.recipe)
     if not recipe.is_file():
         raise FileNotFoundError(f"recipe not found: {recipe}")
-    fields = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    out = Path(args.out)
+    argv = ["--config", str(recipe), "--output_dir", str(out / "train")]
+    for extra in args.train_arg:
+        argv += extra.split("=", 1) if "=" in extra else [extra]
+    if any((out / "train").glob("checkpoint-*")):
+        argv += ["--resume", "true"]
     return DemoPlan(
-        recipe=recipe,
-        out=Path(args.out),
-        model=str(fields.get("model_name_or_path", "smollm2-135m")),
-        prefill=str(fields.get("prefill", "") or ""),
-        one_shot=bool(fields.get("one_shot", False)),
-        max_new_tokens=int(fields.get("max_completion_length", 256)),
+        out=out,
+        run=parse_run_config(argv),
         eval_data=args.data,
         eval_split=args.split,
-        eval_limit=args.eval_limit,
+        eval_limit=args.eval_limit or None,
         eval_seed=args.eval_seed,
         batch_size=args.batch_size,
     )
 
 
-def _eval_argv(plan: DemoPlan, model: str, out: Path) -> list[str]:
-    argv = [
-        "eval",
-        "--model", model,
-        "--data", plan.eval_data,
-        "--out", str(out),
-        "--batch-size", str(plan.batch_size),
-        "--max-new-tokens", str(plan.max_new_tokens),
-        "--seed", str(plan.eval_seed),
-    ]  # fmt: skip
-    if plan.eval_split:
-        argv += ["--split", plan.eval_split]
-    if plan.eval_limit:
-        argv += ["--limit", str(plan.eval_limit)]
-    if plan.prefill:
-        argv += ["--prefill", plan.prefill]
-    if plan.one_shot:
-        argv.append("--one-shot")
-    return argv
+def _evaluate(plan: DemoPlan, model: str, out: Path, prompt: Any = None) -> None:
+    """Evaluate ``model`` on the demo's seeded sample, prompted as it was trained (``prompt``
+    for the base model, which has no run of its own: the recipe's settings)."""
+    from sqlgrpo.evaluate import evaluate, prompted_eval_config
+    from sqlgrpo.generation import GenerationConfig
+
+    cfg, resolved = prompted_eval_config(
+        model,
+        plan.eval_data,
+        str(out),
+        prompt=prompt,
+        split=plan.eval_split,
+        limit=plan.eval_limit,
+        seed=plan.eval_seed,
+        generation=GenerationConfig(batch_size=plan.batch_size, seed=plan.eval_seed),
+    )
+    m = evaluate(cfg).metrics
+    source = resolved.source or "the recipe"
+    print(
+        f"{m['n']} examples -> {out}: EX {m['execution_accuracy']:.3f} [rule {m['compare_rule']}], "
+        f"strict format {m.get('format_rate_strict') or 0.0:.3f}, executable "
+        f"{m['executable_rate']:.3f} (prompt settings from {source})",
+        flush=True,
+    )
 
 
 def _stage(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
-
-
-def _call(argv: list[str]) -> None:
-    from sqlgrpo.cli import main
-
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"`sqlgrpo {' '.join(argv[:1])}` failed with exit code {code}")
 
 
 def _metrics(eval_dir: Path) -> dict | None:
@@ -155,49 +158,66 @@ def _metrics(eval_dir: Path) -> dict | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every stage of the demo; print the report path and the before/after numbers."""
+    from sqlgrpo.config import ConfigError
+    from sqlgrpo.data import DataError
+    from sqlgrpo.models import ModelNotFoundError
+
     started = time.monotonic()
     try:
         plan = _plan(args)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError, ValueError) as exc:
         print(f"sqlgrpo demo: error: {exc}", file=sys.stderr)
         return 2
     plan.out.mkdir(parents=True, exist_ok=True)
     try:
-        _stage(f"1/5 evaluate the base model ({plan.model}) on {plan.eval_data}:{plan.eval_split}")
-        _call(_eval_argv(plan, plan.model, plan.base_eval))
-
-        _stage(f"2/5 train with {plan.recipe} (SFT warm-up, then GRPO)")
-        if (plan.train_dir / "model").exists():
-            print(f"already trained: {plan.train_dir / 'model'}")
-        else:
-            argv = ["train", "--config", str(plan.recipe), "--output_dir", str(plan.train_dir)]
-            if any(plan.train_dir.glob("checkpoint-*")):
-                argv += ["--resume", "true"]
-            for extra in args.train_arg:
-                argv += extra.split("=", 1) if "=" in extra else [extra]
-            _call(argv)
-
-        warmup_model = plan.train_dir / "warmup" / "model"
-        _stage("3/5 evaluate the warm-up model")
-        if warmup_model.exists():
-            _call(_eval_argv(plan, str(warmup_model), plan.warmup_eval))
-        else:
-            print("the recipe has no SFT warm-up; skipped")
-
-        _stage("4/5 evaluate the GRPO model")
-        _call(_eval_argv(plan, str(plan.train_dir), plan.grpo_eval))
-
-        _stage("5/5 write the report")
-        report_argv = ["report", str(plan.train_dir), "--baseline", str(plan.base_eval)]
-        if warmup_model.exists():
-            report_argv += ["--baseline", str(plan.warmup_eval)]
-        _call(report_argv)
-    except RuntimeError as exc:
+        interrupted = _run_stages(plan)
+    except (ConfigError, DataError, ModelNotFoundError, ValueError, OSError) as exc:
         print(f"sqlgrpo demo: error: {exc}", file=sys.stderr)
         return 1
-
+    if interrupted:
+        print(
+            f"training interrupted; checkpoint saved in {plan.train_dir}. "
+            "Run the demo again to continue."
+        )
+        return 130
     _summary(plan, time.monotonic() - started)
     return 0
+
+
+def _run_stages(plan: DemoPlan) -> bool:
+    """The five stages; True when training was interrupted (the later stages then wait)."""
+    from sqlgrpo.report import ReportConfig, build_report
+    from sqlgrpo.run_settings import settings_from_mapping
+    from sqlgrpo.train import run_training
+
+    recipe_prompt = settings_from_mapping(plan.run.recipe_dict())
+    _stage(f"1/5 evaluate the base model ({plan.model}) on {plan.eval_data}:{plan.eval_split}")
+    _evaluate(plan, plan.model, plan.base_eval, prompt=recipe_prompt)
+
+    _stage(f"2/5 train with {plan.run.recipe} (SFT warm-up, then GRPO)")
+    if (plan.train_dir / "model").exists():
+        print(f"already trained: {plan.train_dir / 'model'}")
+    else:
+        result = run_training(plan.run)
+        if result.interrupted:
+            return True
+        print(f"trained {result.global_step} step(s); run folder: {result.output_dir}")
+
+    warmup_model = plan.train_dir / "warmup" / "model"
+    _stage("3/5 evaluate the warm-up model")
+    if warmup_model.exists():
+        _evaluate(plan, str(warmup_model), plan.warmup_eval)
+    else:
+        print("the recipe has no SFT warm-up; skipped")
+
+    _stage("4/5 evaluate the GRPO model")
+    _evaluate(plan, str(plan.train_dir), plan.grpo_eval)
+
+    _stage("5/5 write the report")
+    baselines = [str(plan.base_eval)] + ([str(plan.warmup_eval)] if warmup_model.exists() else [])
+    paths = build_report(ReportConfig(run_dir=str(plan.train_dir), baseline_dir=baselines))
+    print(f"report written: {paths.html}")
+    return False
 
 
 def _summary(plan: DemoPlan, elapsed_s: float) -> None:
