@@ -94,3 +94,23 @@ def test_make_generator_backends(tiny: tuple[object, object], tmp_path: Path) ->
             make_generator(GenerationConfig(backend="vllm"), model_path=str(tmp_path))
     with pytest.raises(ValueError, match="loaded model"):
         make_generator(GenerationConfig(backend="hf"), model_path=str(tmp_path))
+
+
+def test_one_decoder_decision_for_every_path(tiny: tuple[object, object]) -> None:
+    """Evaluation (HFGenerator) and GRPO sampling (the trainer's blockers) ask choose_decoder."""
+    import copy
+
+    from sqlgrpo.generation import GenerationConfig, HFGenerator, choose_decoder
+
+    model, tokenizer = tiny
+    assert choose_decoder(model, "incremental") == ("incremental", None)
+    assert choose_decoder(model, "generate")[0] == "generate"
+    blocked = choose_decoder(model, "incremental", [(False, "a"), (True, "vLLM generates")])
+    assert blocked == ("generate", "vLLM generates")
+    penalised = copy.deepcopy(model)
+    penalised.generation_config.no_repeat_ngram_size = 3  # type: ignore[attr-defined]
+    decoder, why = choose_decoder(penalised, "incremental")
+    assert decoder == "generate" and "no_repeat_ngram_size" in str(why)
+    cfg = GenerationConfig(max_new_tokens=4, show_progress=False)
+    assert HFGenerator(penalised, tokenizer, cfg).decoder == "generate"
+    assert HFGenerator(model, tokenizer, cfg).decoder == "incremental"

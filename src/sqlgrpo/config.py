@@ -23,6 +23,7 @@ from typing import Any
 from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
+from sqlgrpo.generation import DECODERS
 from sqlgrpo.sql.compare import COMPARE_RULES
 
 
@@ -249,7 +250,7 @@ class SqlGrpoArguments:
                 "sft_warmup_reasoning must be 'full' or 'concise', "
                 f"got {self.sft_warmup_reasoning!r}"
             )
-        if self.generation_decoder not in ("incremental", "generate"):
+        if self.generation_decoder not in DECODERS:
             raise ValueError(
                 "generation_decoder must be 'incremental' or 'generate', "
                 f"got {self.generation_decoder!r}"

@@ -13,12 +13,32 @@ import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "hf", "vllm", "llama-cpp")
-DECODERS = ("incremental", "generate")
+Backend = Literal["auto", "hf", "vllm", "llama-cpp"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+Decoder = Literal["incremental", "generate"]
+DECODERS: tuple[str, ...] = get_args(Decoder)
+
+
+def choose_decoder(
+    model: Any, requested: str, blockers: Sequence[tuple[bool, str]] = ()
+) -> tuple[str, str | None]:
+    """The decoder that runs for ``model``: ``incremental`` when requested and neither a
+    caller's ``(blocked, why)`` condition nor the model itself
+    (:func:`sqlgrpo.decoding.unsupported_reason`) rules it out, else ``generate``.
+
+    Returns (decoder, why the incremental one does not run, or None). Evaluation,
+    prescreening and GRPO sampling all decide here.
+    """
+    from sqlgrpo.decoding import unsupported_reason
+
+    if requested != "incremental":
+        return "generate", f"decoder {requested!r} was asked for"
+    why = next((why for blocked, why in blockers if blocked), None) or unsupported_reason(model)
+    return ("generate", why) if why else ("incremental", None)
 
 
 @dataclass
@@ -92,17 +112,14 @@ class HFGenerator:
     name = "hf"
 
     def __init__(self, model: Any, tokenizer: Any, cfg: GenerationConfig) -> None:
-        from sqlgrpo.decoding import unsupported_reason
         from sqlgrpo.models import prepare_tokenizer
 
         self.model = model
         self.tokenizer = prepare_tokenizer(tokenizer)
         self.cfg = cfg
-        self.decoder = cfg.decoder
-        reason = unsupported_reason(model) if cfg.decoder == "incremental" else None
-        if reason:
+        self.decoder, reason = choose_decoder(model, cfg.decoder)
+        if reason and cfg.decoder == "incremental":
             logger.info("incremental decoding does not apply (%s); using generate()", reason)
-            self.decoder = "generate"
         self._rng: Any = None
 
     def _generate(self, batch: list[str], rows: list[list[int]]) -> list[list[str]]:

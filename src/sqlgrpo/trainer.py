@@ -67,10 +67,12 @@ class SqlGrpoTrainer(GRPOTrainer):
         self._last_completions_step = -1
 
     def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
-        """Why this batch must be sampled with TRL's own path, or None."""
+        """Why this batch must be sampled with TRL's own path, or None (decided by
+        :func:`sqlgrpo.generation.choose_decoder`, with the trainer's own conditions)."""
+        from sqlgrpo.generation import choose_decoder
+
         args = self.args
         checks = [
-            (self.generation_decoder != "incremental", "generation_decoder is 'generate'"),
             (self.use_vllm, "vLLM generates"),
             (getattr(self, "use_transformers_continuous_batching", False), "continuous batching"),
             (images is not None or bool(multimodal_fields), "multimodal inputs"),
@@ -79,7 +81,8 @@ class SqlGrpoTrainer(GRPOTrainer):
             (bool(args.generation_kwargs), "generation_kwargs"),
             (args.cache_implementation is not None, "cache_implementation"),
         ]
-        return next((why for blocked, why in checks if blocked), None)
+        model = self.accelerator.unwrap_model(self.model)
+        return choose_decoder(model, self.generation_decoder, checks)[1]
 
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sqlgrpo.generation import BACKENDS, DECODERS
+from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
 from sqlgrpo.sql.compare import COMPARE_RULES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
@@ -105,20 +107,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "hf", "vllm", "llama-cpp"),
+        choices=BACKENDS,
         help="auto: vLLM when installed on a GPU, else HF (transformers); llama-cpp: --model "
         "is a GGUF file (e.g. from `sqlgrpo export --gguf`)",
     )
     p.add_argument(
         "--decoder",
         default="incremental",
-        choices=("incremental", "generate"),
+        choices=DECODERS,
         help="HF backend: incremental (default; the shared prompt prefix runs once and finished "
         "rows leave the batch) or transformers' generate()",
     )
     add_prompt_flags(p)
     p.add_argument(
-        "--rewards", default="spec", help="reward profile scored per output (default spec)"
+        "--rewards",
+        default="spec",
+        choices=tuple(REWARD_PROFILES),
+        help="reward profile scored per output (default spec)",
     )
     p.add_argument(
         "--no-resume", action="store_true", help="start over even if OUT has predictions"
