@@ -98,7 +98,7 @@ def _model(path: str) -> tuple[Any, Any]:
 
 
 def _prompt_tokens(sample: Any, prompt: Any, tokenizer: Any) -> int:
-    from sqlgrpo.train import prompt_column
+    from sqlgrpo.data import trainer_prompt as prompt_column
 
     return len(tokenizer(prompt_column(sample, prompt, tokenizer))["input_ids"])
 
@@ -194,7 +194,7 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
     from trl import GRPOTrainer
 
     from sqlgrpo.data import PromptConfig, load_samples
-    from sqlgrpo.train import prompt_column
+    from sqlgrpo.data import trainer_prompt as prompt_column
     from sqlgrpo.trainer import SqlGrpoTrainer
 
     model, tokenizer = _model(args.model_path)

@@ -99,8 +99,8 @@ def main() -> None:
     import torch
 
     from sqlgrpo.data import PromptConfig, load_samples
+    from sqlgrpo.data import trainer_prompt as prompt_column
     from sqlgrpo.models import load_model_and_tokenizer
-    from sqlgrpo.train import prompt_column
 
     model, tokenizer = load_model_and_tokenizer(args.model, dtype="float32")
     model.eval()

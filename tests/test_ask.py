@@ -90,11 +90,7 @@ def test_prompt_is_the_training_prompt(
 ) -> None:
     """Same schema text as the Spider loader (with the run's sample rows), same renderer."""
     from sqlgrpo.data import PromptConfig, load_samples
-
-    try:  # the trainer's prompt function (moved to sqlgrpo.data.prompts by issue 13)
-        from sqlgrpo.data.prompts import trainer_prompt as prompt_column
-    except ImportError:
-        from sqlgrpo.train import prompt_column
+    from sqlgrpo.data import trainer_prompt as prompt_column
 
     run = _run_folder(tmp_path, sample_rows=2, one_shot=True)
     trained = PromptConfig(prefill="<reasoning>\n", sample_rows=2, one_shot=True)

@@ -99,7 +99,7 @@ def test_training_keeps_only_screened_prompts(samples, monkeypatch, tmp_path: Pa
     import sqlgrpo.prescreen as prescreen
     from sqlgrpo.config import parse_run_config
     from sqlgrpo.prescreen import ScreenResult
-    from sqlgrpo.train import _prescreened
+    from sqlgrpo.prescreen import prescreen_run_samples as _prescreened
 
     recipe = FIXTURES / "train_tiny_recipe.yaml"
     cfg = parse_run_config(

@@ -204,3 +204,61 @@ def run_prescreen(
         path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     logger.info("%s (%.0f s)", result.summary(), result.seconds)
     return result
+
+
+def prescreen_run_samples(
+    cfg: Any, model: Any, tokenizer: Any, samples: list[Sample], policy_path: str
+) -> list[Sample]:
+    """The training samples the starting policy sometimes solves (see sqlgrpo.prescreen);
+    all of ``samples`` when the screen keeps fewer than one generation batch of prompts."""
+    from accelerate import PartialState
+
+    script, training = cfg.script, cfg.training
+    state = PartialState()
+    if not training.use_cpu and getattr(model, "hf_device_map", None) is None:
+        model.to(state.device)  # screen on the accelerator the trainer will use anyway
+    # the main process screens and writes prescreen.json; the others then reuse it, so every
+    # rank trains on the same prompts
+    with state.main_process_first():
+        result = run_prescreen(
+            model,
+            tokenizer,
+            samples,
+            cfg.prompt,
+            n=script.prescreen_prompts,
+            generations=script.prescreen_generations,
+            max_new_tokens=training.max_completion_length or 256,
+            temperature=training.temperature,
+            batch_size=script.prescreen_batch_size,
+            seed=training.seed,
+            skip_first=script.sft_warmup_samples,
+            policy=policy_path,
+            compare_rule=script.compare_rule,
+            out_dir=Path(training.output_dir),
+            decoder=script.generation_decoder,
+        )
+    kept = set(result.kept)
+    per_step = max(1, (training.generation_batch_size or 1) // training.num_generations)
+    if len(kept) < per_step:
+        logger.warning(
+            "the prompt screen kept %d prompt(s), fewer than one generation batch needs (%d; "
+            "%s): training on all %d samples instead",
+            len(kept),
+            per_step,
+            result.summary(),
+            len(samples),
+        )
+        return samples
+    completions_per_step = (
+        training.per_device_train_batch_size
+        * training.world_size
+        * training.gradient_accumulation_steps
+    )
+    needed = training.max_steps * max(1, completions_per_step // training.num_generations)
+    if training.max_steps > 0 and len(kept) < needed:
+        logger.warning(
+            "the prompt screen kept %d prompt(s) but %d GRPO step(s) draw %d: each kept prompt "
+            "is trained on about %.1f times; screen more (prescreen_prompts) to see more prompts",
+            len(kept), training.max_steps, needed, needed / len(kept),
+        )  # fmt: skip
+    return [s for s in samples if s.id in kept]

@@ -18,13 +18,9 @@ import gc
 import json
 import logging
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
-from trl import GRPOTrainer
 
 from sqlgrpo.callbacks import (
     COMPLETIONS_FILE,
@@ -34,17 +30,24 @@ from sqlgrpo.callbacks import (
     MetricsJsonlCallback,
     plot_reward_curves,
 )
-from sqlgrpo.config import ConfigError, GRPOTrainConfig, ModelArguments, RunConfig, SqlGrpoArguments
+from sqlgrpo.config import ConfigError, GRPOTrainConfig, RunConfig, SqlGrpoArguments
 from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
 from sqlgrpo.models import load_policy, prepare_tokenizer, resolve_model_path
+from sqlgrpo.prescreen import prescreen_run_samples
+from sqlgrpo.run_folder import (
+    DROPPED_FILE,
+    HOLDOUT_FILE,
+    WARMUP_DIR,
+    checkpoint_folders,
+    checkpoint_step,
+    last_checkpoint,
+    save_final_model,
+    trim_step_log,
+    write_run_config,
+)
 from sqlgrpo.trainer import SqlGrpoTrainer
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-HOLDOUT_FILE = "holdout_ids.json"
-DROPPED_FILE = "dropped_prompts.json"
-WARMUP_DIR = "warmup"
 
 
 @dataclass
@@ -164,82 +167,6 @@ def _check_generation_backend(training: GRPOTrainConfig) -> None:
 # ---------------------------------------------------------------------------- run
 
 
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json")
-
-
-def checkpoint_problem(checkpoint: Path) -> str | None:
-    """Why ``checkpoint`` cannot be resumed from (None when it is complete).
-
-    The Trainer writes ``trainer_state.json`` last, so a folder without a readable one
-    (a kill -9 while saving: empty, or weights only) is incomplete.
-    """
-    state_file = checkpoint / "trainer_state.json"
-    if not state_file.is_file():
-        return "no trainer_state.json (killed while saving?)"
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"unreadable trainer_state.json ({exc})"
-    if not isinstance(state, dict) or "global_step" not in state:
-        return "trainer_state.json has no global_step"
-    if not any(
-        f.name != "trainer_state.json" and f.name.endswith(_WEIGHT_SUFFIXES)
-        for f in checkpoint.iterdir()
-    ):
-        return "no model weights"
-    return None
-
-
-def checkpoint_folders(output_dir: Path) -> list[Path]:
-    """Every ``checkpoint-N`` folder in ``output_dir``, highest N first."""
-    if not output_dir.is_dir():
-        return []
-    found = [p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT_DIR.match(p.name)]
-    return sorted(found, key=_checkpoint_step, reverse=True)
-
-
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The highest-numbered *complete* ``checkpoint-N`` folder in ``output_dir``, or None.
-
-    Newer incomplete ones (see :func:`checkpoint_problem`) are skipped with a warning
-    naming each; they are left in place and overwritten when the run reaches their step.
-    """
-    for folder in checkpoint_folders(output_dir):
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            return folder
-        logger.warning("skipping incomplete checkpoint %s: %s", folder, problem)
-    return None
-
-
-def write_run_config(cfg: RunConfig, output_dir: Path) -> Path:
-    """Write the resolved configuration as a flat recipe (``RUN_DIR/config.yaml``)."""
-    path = output_dir / CONFIG_FILE
-    header = f"# resolved sqlgrpo training configuration (recipe: {cfg.recipe or 'none'})\n"
-    path.write_text(header + yaml.safe_dump(cfg.recipe_dict(), sort_keys=True))
-    return path
-
-
-def trim_step_log(path: Path, max_step: int) -> int:
-    """Drop lines logged after ``max_step`` (a run killed past its last checkpoint logged
-    steps that the resumed run will redo); returns the number of lines dropped."""
-    if not path.is_file():
-        return 0
-    kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and json.loads(line).get("step", 0) > max_step:
-            dropped += 1
-        else:
-            kept.append(line)
-    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    return dropped
-
-
-def _checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[-1])
-
-
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -261,9 +188,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         logger.warning(
             "resuming from %s, the newest complete checkpoint (skipped: %s)",
             checkpoint.name,
-            ", ".join(
-                f.name for f in folders if _checkpoint_step(f) > _checkpoint_step(checkpoint)
-            ),
+            ", ".join(f.name for f in folders if checkpoint_step(f) > checkpoint_step(checkpoint)),
         )
     if not script.resume and folders:
         raise ConfigError(
@@ -291,7 +216,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
                 logger.warning("removing %s left by an earlier run without checkpoints", name)
                 (output_dir / name).unlink()
             elif checkpoint is not None:
-                trim_step_log(output_dir / name, _checkpoint_step(checkpoint))
+                trim_step_log(output_dir / name, checkpoint_step(checkpoint))
         write_run_config(cfg, output_dir)
         _write_json(output_dir / HOLDOUT_FILE, [s.id for s in data.holdout])
         _write_json(output_dir / DROPPED_FILE, data.over_budget)
@@ -327,7 +252,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
     model, tokenizer, peft_config = load_policy(model_args, training, policy_path)
     train_samples = data.train
     if script.prescreen_prompts:
-        train_samples = _prescreened(cfg, model, tokenizer, data.train, policy_path)
+        train_samples = prescreen_run_samples(cfg, model, tokenizer, data.train, policy_path)
     train_dataset = build_dataset(train_samples, prompt, tokenizer)
     eval_dataset = None
     if training.eval_strategy != "no" and data.holdout:
@@ -378,97 +303,3 @@ def run_training(cfg: RunConfig) -> TrainResult:
         skipped_backward=trainer.skipped_backward,
         metrics=dict(output.metrics),
     )
-
-
-def _prescreened(
-    cfg: RunConfig, model: Any, tokenizer: Any, samples: list[Sample], policy_path: str
-) -> list[Sample]:
-    """The training samples the starting policy sometimes solves (see sqlgrpo.prescreen);
-    all of ``samples`` when the screen keeps fewer than one generation batch of prompts."""
-    from accelerate import PartialState
-
-    from sqlgrpo.prescreen import run_prescreen
-
-    script, training = cfg.script, cfg.training
-    state = PartialState()
-    if not training.use_cpu and getattr(model, "hf_device_map", None) is None:
-        model.to(state.device)  # screen on the accelerator the trainer will use anyway
-    # the main process screens and writes prescreen.json; the others then reuse it, so every
-    # rank trains on the same prompts
-    with state.main_process_first():
-        result = run_prescreen(
-            model,
-            tokenizer,
-            samples,
-            cfg.prompt,
-            n=script.prescreen_prompts,
-            generations=script.prescreen_generations,
-            max_new_tokens=training.max_completion_length or 256,
-            temperature=training.temperature,
-            batch_size=script.prescreen_batch_size,
-            seed=training.seed,
-            skip_first=script.sft_warmup_samples,
-            policy=policy_path,
-            compare_rule=script.compare_rule,
-            out_dir=Path(training.output_dir),
-            decoder=script.generation_decoder,
-        )
-    kept = set(result.kept)
-    per_step = max(1, (training.generation_batch_size or 1) // training.num_generations)
-    if len(kept) < per_step:
-        logger.warning(
-            "the prompt screen kept %d prompt(s), fewer than one generation batch needs (%d; "
-            "%s): training on all %d samples instead",
-            len(kept),
-            per_step,
-            result.summary(),
-            len(samples),
-        )
-        return samples
-    completions_per_step = (
-        training.per_device_train_batch_size
-        * training.world_size
-        * training.gradient_accumulation_steps
-    )
-    needed = training.max_steps * max(1, completions_per_step // training.num_generations)
-    if training.max_steps > 0 and len(kept) < needed:
-        logger.warning(
-            "the prompt screen kept %d prompt(s) but %d GRPO step(s) draw %d: each kept prompt "
-            "is trained on about %.1f times; screen more (prescreen_prompts) to see more prompts",
-            len(kept), training.max_steps, needed, needed / len(kept),
-        )  # fmt: skip
-    return [s for s in samples if s.id in kept]
-
-
-def save_final_model(
-    trainer: GRPOTrainer, tokenizer: Any, output_dir: Path, model_args: ModelArguments
-) -> tuple[Path | None, Path | None]:
-    """Save the merged model to ``RUN_DIR/model`` and a LoRA adapter to ``RUN_DIR/adapter``."""
-    model_dir = output_dir / "model"
-    trainer.accelerator.wait_for_everyone()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    is_peft = hasattr(model, "peft_config")
-    if not is_peft:
-        trainer.save_model(str(model_dir))
-        if trainer.accelerator.is_main_process:
-            tokenizer.save_pretrained(str(model_dir))
-        return model_dir, None
-    adapter_dir = output_dir / "adapter"
-    if not trainer.accelerator.is_main_process:
-        return model_dir, adapter_dir
-    model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    if model_args.use_unsloth and hasattr(model, "save_pretrained_merged"):
-        model.save_pretrained_merged(str(model_dir), tokenizer, save_method="merged_16bit")
-        return model_dir, adapter_dir
-    if model_args.load_in_4bit or model_args.load_in_8bit:
-        logger.warning(
-            "the base model was loaded quantized; merge the adapter in %s into a full-precision "
-            "base yourself (merging into quantized weights loses precision); no model/ written",
-            adapter_dir,
-        )
-        return None, adapter_dir
-    merged = model.merge_and_unload()
-    merged.save_pretrained(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    return model_dir, adapter_dir
