@@ -11,7 +11,7 @@ import pytest
 
 from sqlgrpo.sql import ErrorClass, ExecutionChecker, SandboxLimits
 from sqlgrpo.sql.database import ContextLimits, Database
-from sqlgrpo.sql.worker import needs_isolation
+from sqlgrpo.sql.isolation import needs_isolation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BOMBS = json.loads((FIXTURES / "sql_bomb_cases.json").read_text())

@@ -23,7 +23,7 @@ from typing import Any
 from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
-from sqlgrpo.generation import DECODERS
+from sqlgrpo.decoding import DECODERS
 from sqlgrpo.sql.compare import COMPARE_RULES
 
 

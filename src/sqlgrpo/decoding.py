@@ -19,7 +19,11 @@ import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+#: The HF decoders: sqlgrpo's incremental one, or transformers' ``model.generate``.
+Decoder = Literal["incremental", "generate"]
+DECODERS: tuple[str, ...] = get_args(Decoder)
 
 # generation_config fields that add logits processors this loop does not apply, with the
 # value that means "off"; a model that sets one is decoded with ``generate`` instead

@@ -15,12 +15,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
+from sqlgrpo.decoding import DECODERS, Decoder  # noqa: F401 (Decoder: re-exported)
+
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "hf", "vllm", "llama-cpp"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
-Decoder = Literal["incremental", "generate"]
-DECODERS: tuple[str, ...] = get_args(Decoder)
 
 
 def choose_decoder(

@@ -15,9 +15,10 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlgrpo.generation import GenerationConfig
+if TYPE_CHECKING:
+    from sqlgrpo.generation import GenerationConfig
 
 logger = logging.getLogger(__name__)
 

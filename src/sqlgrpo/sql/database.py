@@ -27,13 +27,16 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import (
+from sqlgrpo.sql.isolation import needs_isolation
+from sqlgrpo.sql.sandbox import (  # noqa: F401 (limits re-exported)
+    DEFAULT_CONTEXT_LIMITS,
     DEFAULT_LIMITS,
+    DEFAULT_MAX_COPY_BYTES,
+    ContextLimits,
     ExecResult,
     SandboxGuard,
     SandboxLimits,
@@ -48,54 +51,6 @@ logger = logging.getLogger(__name__)
 
 #: Dialects tried, in order, when SQLite rejects a context statement.
 TRANSPILE_DIALECTS = ("mysql", "postgres", "tsql", "oracle")
-#: Files up to this size are copied into memory once; bigger ones are read in place.
-DEFAULT_MAX_COPY_BYTES = 256 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ContextLimits:
-    """Limits for building a trusted ``sql_context`` script (larger than the untrusted ones).
-
-    ``max_context_chars`` is checked before anything runs; ``timeout_s`` bounds the whole
-    build (every statement and every sqlglot attempt together); statements longer than
-    ``max_transpile_chars`` are never handed to sqlglot (parsing is superlinear there).
-    """
-
-    timeout_s: float = 20.0
-    max_context_chars: int = 64_000_000
-    max_statement_chars: int = 64_000_000  # SQLITE_LIMIT_SQL_LENGTH while building
-    max_value_length: int = 64_000_000  # SQLITE_LIMIT_LENGTH while building
-    max_transpile_chars: int = 20_000
-
-    def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ValueError(f"ContextLimits.timeout_s must be > 0, got {self.timeout_s}")
-        for name in (
-            "max_context_chars",
-            "max_statement_chars",
-            "max_value_length",
-            "max_transpile_chars",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ContextLimits.{name} must be >= 1, got {getattr(self, name)}")
-
-    def sandbox_limits(self) -> SandboxLimits:
-        """The :class:`SandboxLimits` a context is built under."""
-        return SandboxLimits(
-            timeout_s=self.timeout_s,
-            max_value_length=self.max_value_length,
-            max_sql_length=self.max_statement_chars,
-            max_expr_depth=1000,
-            max_compound_select=500,
-            max_like_pattern_length=50_000,
-            max_columns=2000,
-            max_function_args=127,
-            isolation="inline",
-        )
-
-
-#: The default context limits (frozen, so safe to share).
-DEFAULT_CONTEXT_LIMITS = ContextLimits()
 
 
 def connect_read_only(path: str | Path, **kwargs: Any) -> sqlite3.Connection:
@@ -308,7 +263,7 @@ class Database:
                 stype = "UNKNOWN"
             return failure(stype, ErrorClass.OTHER, f"database did not build: {self.build_error}")
         if self.isolated(sql, allow_multiple):
-            from sqlgrpo.sql.worker import run_remote  # it imports this module
+            from sqlgrpo.sql.worker import run_remote  # starts a process: imported when used
 
             return run_remote([(self, sql, capture_state, allow_multiple)])[0]
         return self.run_here(sql, capture_state=capture_state, allow_multiple=allow_multiple)
@@ -345,7 +300,7 @@ class Database:
 
     def isolated(self, sql: Any, allow_multiple: bool = False) -> bool:
         """True when this untrusted statement runs in the worker process
-        (``limits.isolation == "process"`` and :func:`sqlgrpo.sql.worker.needs_isolation`);
+        (``limits.isolation == "process"`` and :func:`sqlgrpo.sql.isolation.needs_isolation`);
         trusted scripts (``allow_multiple``) never do."""
         if self.limits.isolation != "process" or self.spec is None or allow_multiple:
             return False
@@ -353,8 +308,6 @@ class Database:
             return False
         decision = self._decisions.get(sql)
         if decision is None:
-            from sqlgrpo.sql.worker import needs_isolation
-
             decision = needs_isolation(sql, lambda: self.row_count)
             if len(self._decisions) >= 4096:
                 self._decisions.clear()

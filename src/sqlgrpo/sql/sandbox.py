@@ -529,3 +529,53 @@ def _message(exc: BaseException) -> str:
     if len(text) > 500:
         text = text[:500] + "..."
     return f"{type(exc).__name__}: {text}"
+
+
+#: Files up to this size are copied into memory once; bigger ones are read in place.
+DEFAULT_MAX_COPY_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContextLimits:
+    """Limits for building a trusted ``sql_context`` script (larger than the untrusted ones).
+
+    ``max_context_chars`` is checked before anything runs; ``timeout_s`` bounds the whole
+    build (every statement and every sqlglot attempt together); statements longer than
+    ``max_transpile_chars`` are never handed to sqlglot (parsing is superlinear there).
+    """
+
+    timeout_s: float = 20.0
+    max_context_chars: int = 64_000_000
+    max_statement_chars: int = 64_000_000  # SQLITE_LIMIT_SQL_LENGTH while building
+    max_value_length: int = 64_000_000  # SQLITE_LIMIT_LENGTH while building
+    max_transpile_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError(f"ContextLimits.timeout_s must be > 0, got {self.timeout_s}")
+        for name in (
+            "max_context_chars",
+            "max_statement_chars",
+            "max_value_length",
+            "max_transpile_chars",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ContextLimits.{name} must be >= 1, got {getattr(self, name)}")
+
+    def sandbox_limits(self) -> SandboxLimits:
+        """The :class:`SandboxLimits` a context is built under."""
+        return SandboxLimits(
+            timeout_s=self.timeout_s,
+            max_value_length=self.max_value_length,
+            max_sql_length=self.max_statement_chars,
+            max_expr_depth=1000,
+            max_compound_select=500,
+            max_like_pattern_length=50_000,
+            max_columns=2000,
+            max_function_args=127,
+            isolation="inline",
+        )
+
+
+#: The default context limits (frozen, so safe to share).
+DEFAULT_CONTEXT_LIMITS = ContextLimits()

@@ -3,7 +3,7 @@
 SQLite checks its progress handler between VM instructions, so work done inside
 one instruction (``instr``, ``replace`` or ``trim`` with long arguments, a huge
 sort) cannot be interrupted in-process. A child process (``python -m
-sqlgrpo.sql.worker``) holds its own copy of each database it is asked about and
+sqlgrpo.sql.worker_process``) holds its own copy of each database it is asked about and
 runs statements with the usual in-process sandbox (:mod:`sqlgrpo.sql.sandbox`)
 and, in addition:
 
@@ -12,7 +12,8 @@ and, in addition:
   statement is a ``timeout``, and a fresh worker takes the remaining statements
   (it rebuilds the databases it is asked for; results already returned stand);
 * the worker's address space is capped (``RLIMIT_AS``) at its size after the
-  last database build plus ``max_memory_bytes`` + :data:`ADDRESS_SPACE_SLACK`,
+  last database build plus ``max_memory_bytes`` +
+  :data:`sqlgrpo.sql.worker_process.ADDRESS_SPACE_SLACK`,
   so no statement, nor the Python objects of its result, can take more; a
   worker that dies anyway is replaced and its statement is a ``resource_limit``.
 
@@ -28,123 +29,40 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import pickle
-import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlgrpo.sql.database import (
+from sqlgrpo.sql.errors import ErrorClass
+from sqlgrpo.sql.isolation import needs_isolation  # noqa: F401 (re-exported)
+from sqlgrpo.sql.sandbox import (
     DEFAULT_CONTEXT_LIMITS,
     DEFAULT_MAX_COPY_BYTES,
     ContextLimits,
-    Database,
-    DatabaseCache,
+    ExecResult,
+    SandboxLimits,
+    failure,
 )
-from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import ExecResult, SandboxLimits, failure
-from sqlgrpo.sql.statements import split_statements, statement_type, tokens
+from sqlgrpo.sql.statements import split_statements, statement_type
+
+if TYPE_CHECKING:
+    from sqlgrpo.sql.database import Database
 
 logger = logging.getLogger(__name__)
 
-#: Address space a worker may use beyond ``max_memory_bytes`` (Python objects, buffers).
-ADDRESS_SPACE_SLACK = 64 * 1024 * 1024
 #: Seconds a fresh worker may take to start and answer its first message.
 STARTUP_TIMEOUT_S = 60.0
 _MAX_IN_FLIGHT = 64  # requests sent but not answered
 _MAX_IN_FLIGHT_BYTES = 128 * 1024  # so the parent never blocks on a full socket
-
-
-def _address_space() -> int | None:
-    """This process's virtual memory size in bytes (Linux), or None."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            pages = int(statm.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def _set_address_space_limit(headroom: int | None) -> None:
-    """Cap RLIMIT_AS at the current size plus ``headroom`` bytes (None: lift the cap)."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    soft = hard
-    if headroom is not None:
-        size = _address_space()
-        if size is None:
-            return
-        soft = size + headroom if hard == resource.RLIM_INFINITY else min(size + headroom, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    except (ValueError, OSError) as exc:
-        logger.debug("could not set RLIMIT_AS: %s", exc)
-
-
-def serve(conn: Connection) -> None:
-    """The worker's loop: build databases and run statements until the parent goes away."""
-    limits, max_entries, max_copy_bytes, context_limits = conn.recv()
-    # here the statements run in-process: this process is the one killed at the deadline
-    cache = DatabaseCache(
-        replace(limits, isolation="inline"), max_entries, max_copy_bytes, context_limits
-    )
-    headroom = limits.max_memory_bytes + ADDRESS_SPACE_SLACK
-    _set_address_space_limit(headroom)
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            if request[0] == "build":
-                _set_address_space_limit(None)  # trusted data: the build has its own limits
-                try:
-                    reply = _build(cache, request)
-                finally:
-                    _set_address_space_limit(headroom)
-            else:
-                reply = _run(cache, request)
-            conn.send(reply)
-        except MemoryError:
-            reply = None  # free what the failed reply held before answering
-            conn.send(("result", failure("UNKNOWN", ErrorClass.RESOURCE_LIMIT, "MemoryError")))
-
-
-def _build(cache: DatabaseCache, request: tuple) -> tuple:
-    _, kind, value = request
-    try:
-        if kind == "ctx":
-            database = cache.get(sql_context=value)
-        else:
-            database = cache.get(db_path=value)
-    except FileNotFoundError as exc:
-        return ("raise", "FileNotFoundError", str(exc))
-    except (OSError, ValueError) as exc:
-        return ("raise", "ValueError", str(exc))
-    return ("built", database.key, list(database.diagnostics), database.build_error)
-
-
-def _run(cache: DatabaseCache, request: tuple) -> tuple:
-    _, key, sql, capture_state, allow_multiple = request
-    database = cache.peek(key)
-    if database is None:
-        return ("missing",)
-    return ("result", database.run(sql, capture_state=capture_state, allow_multiple=allow_multiple))
 
 
 class WorkerDied(Exception):
@@ -179,7 +97,7 @@ class SandboxWorker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "sqlgrpo.sql.worker", str(child_end.fileno())],
+                [sys.executable, "-m", "sqlgrpo.sql.worker_process", str(child_end.fileno())],
                 pass_fds=(child_end.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -335,81 +253,6 @@ def _stop_workers() -> None:
 #: Constructs that can do unbounded work inside one SQLite instruction, or make big values:
 #: statements using any of them (even inside a string; a false alarm only costs speed) run
 #: in the worker. ``WITH`` covers recursive CTEs, which SQLite allows without RECURSIVE.
-ISOLATED_PATTERN = re.compile(
-    r"\|\||\b(?:instr|replace|trim|ltrim|rtrim|like|glob|regexp|match|printf|format|zeroblob"
-    r"|randomblob|hex|unhex|quote|char|group_concat|string_agg|concat|concat_ws|json\w*"
-    r"|soundex|unistr|with|recursive|over|window)\b",
-    re.IGNORECASE,
-)
-
-
-#: Keywords that make SQLite sort, and VALUES (rows written out in the statement).
-SORT_PATTERN = re.compile(r"\b(?:order|group|distinct|union|intersect|except)\b", re.IGNORECASE)
-_VALUES = re.compile(r"\bvalues\b", re.IGNORECASE)
-#: A sort over more rows than this may run past the deadline inside one instruction.
-SORT_ROWS_LIMIT = 200_000
-_CLAUSE_END = frozenset(
-    {"WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "UNION", "INTERSECT", "EXCEPT",
-     "SELECT", "RETURNING", "SET", "VALUES"}
-)  # fmt: skip
-
-
-def count_sources(sql: str) -> int:
-    """Tables, views and subqueries joined in ``sql``'s FROM clauses, all queries together
-    (comma-separated items and JOINs): the exponent of how many rows it can produce."""
-    sources = 0
-    in_from: list[bool] = [False]
-    for kind, text in tokens(sql):
-        if kind == "open":
-            in_from.append(False)
-        elif kind == "close":
-            if len(in_from) > 1:
-                in_from.pop()
-        elif kind == "word":
-            word = text.upper()
-            if word == "FROM":
-                in_from[-1] = True
-                sources += 1
-            elif word == "JOIN":
-                sources += 1
-            elif word in _CLAUSE_END:
-                in_from[-1] = False
-        elif kind == "other" and text == "," and in_from[-1]:
-            sources += 1
-    return sources
-
-
-_ISOLATED_WORDS = ("||", "instr", "replace", "trim", "like", "glob", "regexp", "match",
-                   "printf", "format", "zeroblob", "randomblob", "hex", "quote", "char",
-                   "group_concat", "string_agg", "concat", "json", "soundex", "unistr",
-                   "with", "recursive", "over", "window")  # fmt: skip
-_SORT_WORDS = ("order", "group", "distinct", "union", "intersect", "except")
-
-
-def needs_isolation(sql: str, row_count: int | Callable[[], int] = 1 << 40) -> bool:
-    """True when ``sql`` must run in the worker: it uses a construct of
-    :data:`ISOLATED_PATTERN`, or it sorts and its sources can produce more than
-    :data:`SORT_ROWS_LIMIT` rows from a database of ``row_count`` rows (a sort of what was
-    gathered before the deadline is one instruction; VALUES rows count as unknown).
-    ``row_count`` may be a function, called only when the answer depends on it."""
-    low = sql.lower()
-    # substring tests first (fast); the word-boundary patterns confirm a hit
-    if any(word in low for word in _ISOLATED_WORDS) and ISOLATED_PATTERN.search(sql):
-        return True
-    if not any(word in low for word in _SORT_WORDS) or SORT_PATTERN.search(sql) is None:
-        return False
-    if "values" in low and _VALUES.search(sql) is not None:
-        return True
-    if callable(row_count):
-        row_count = row_count()
-    if row_count <= 1:
-        return False
-    needed = math.floor(math.log(SORT_ROWS_LIMIT) / math.log(row_count)) + 1
-    if sql.count(",") + low.count("join") + low.count("from") < needed:
-        return False  # not enough sources possible: no need to tokenize
-    return count_sources(sql) >= needed
-
-
 def worker_for(database: Database) -> SandboxWorker:
     """The shared worker that runs ``database``'s isolated statements."""
     return shared_worker(database.limits, context_limits=database.context_limits)
@@ -494,14 +337,3 @@ def _result(reply: tuple, sql: str, limits: SandboxLimits) -> ExecResult:
             f"the sandbox worker died running the statement (exit status {reply[1]})",
         )
     return failure(_stype(sql), ErrorClass.OTHER, "database unavailable in the sandbox worker")
-
-
-def _main(argv: list[str]) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    conn = Connection(int(argv[0]))
-    serve(conn)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
