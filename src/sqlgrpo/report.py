@@ -404,14 +404,14 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     log_path = run / "metrics.jsonl"
     if log_path.exists():
         rows, bad = read_jsonl_lenient(log_path)
-        curves = reward_curves(rows)
+        series = reward_series(rows)
         sec = _Section("Training reward curves")
-        if curves:
+        if series:
             sec.figures.append(
                 _Figure(
                     "rewards",
                     "Mean reward per component against training step",
-                    reward_curves_png(reward_series(rows)),
+                    reward_curves_png(series),
                 )
             )
         else:
