@@ -25,6 +25,7 @@ def test_demo_runs_every_stage_and_resumes(
         "sft_warmup_samples": 4,
         "sft_warmup_max_steps": 1,
         "sft_warmup_batch_size": 2,
+        "eval_holdout": 2,
     }
     recipe_path = tmp_path / "recipe.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
@@ -34,18 +35,26 @@ def test_demo_runs_every_stage_and_resumes(
 
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    for folder in (out / "eval_base", out / "eval_warmup", out / "train" / "eval_grpo"):
-        metrics = json.loads((folder / "metrics.json").read_text())
-        assert metrics["n"] == 3
-    # the same seeded sample for every model, so the comparison is paired
-    ids = [
-        {json.loads(line)["id"] for line in (folder / "predictions.jsonl").open()}
-        for folder in (out / "eval_base", out / "eval_warmup", out / "train" / "eval_grpo")
-    ]
-    assert ids[0] == ids[1] == ids[2]
-    page = (out / "train" / "report.html").read_text()
-    assert "baseline (eval_base)" in page and "baseline (eval_warmup)" in page
+    test_split = (out / "eval_base", out / "eval_warmup", out / "train" / "eval_grpo")
+    held_split = (out / "heldout_base", out / "heldout_warmup", out / "train" / "heldout_grpo")
+    for folders, n in ((test_split, 3), (held_split, 2)):
+        for folder in folders:
+            assert json.loads((folder / "metrics.json").read_text())["n"] == n
+        # the same samples for every model, so the comparison is paired
+        ids = [
+            {json.loads(line)["id"] for line in (folder / "predictions.jsonl").open()}
+            for folder in folders
+        ]
+        assert ids[0] == ids[1] == ids[2]
+    # the held-out split is exactly the rows the run kept out of training
+    held_ids = json.loads((out / "train" / "holdout_ids.json").read_text())
+    assert ids[0] == set(held_ids)
+    report = (out / "train" / "report.md").read_text()
+    assert "bundled:test (3 rows): Metrics" in report
+    assert "2 held-out rows of the training data" in report
+    assert report.count("McNemar exact p-value") == 4  # base and warm-up vs GRPO, per split
     assert "paired base -> GRPO: 3 shared samples" in printed
+    assert "paired warm-up -> GRPO: 2 shared samples" in printed
     assert f"report: {out / 'train' / 'report.html'}" in printed.splitlines()[-1]
 
     # a second run finds every stage done and trains nothing again

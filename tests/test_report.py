@@ -222,6 +222,45 @@ def test_report_with_two_baselines(run_dir: Path, baseline_dir: Path, tmp_path: 
     assert page.count("McNemar exact p-value") == 2
 
 
+def test_report_with_a_second_split(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
+    """A group on another split gets its own metrics table and paired comparisons, titled."""
+    from sqlgrpo.report import EvalGroup
+
+    held = [
+        _eval_dir(tmp_path / "held" / name, FIXTURES / predictions)
+        for name, predictions in (
+            ("heldout_base", "eval_predictions_baseline.jsonl"),
+            ("heldout_grpo", "eval_predictions.jsonl"),
+        )
+    ]
+    group = EvalGroup("held-out rows", tuple(str(d) for d in held))
+    md = build_report(
+        ReportConfig(
+            run_dir=str(run_dir), baseline_dir=str(baseline_dir), split="test", groups=[group]
+        )
+    ).markdown.read_text()
+    assert "## test: Metrics" in md and "## held-out rows: Metrics" in md
+    assert "## held-out rows: Paired comparison (same examples)" in md
+    assert md.count("McNemar exact p-value") == 2
+    # the group's table names its folders and carries their numbers (run 4/6, baseline 3/6)
+    held_table = md.split("## held-out rows: Metrics", 1)[1].split("##", 1)[0]
+    assert "heldout_base" in held_table and "heldout_grpo" in held_table
+    assert "0.667" in held_table and "0.5" in held_table
+
+
+def test_cli_report_group_spelling(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
+    from sqlgrpo.report import EvalGroup
+
+    assert EvalGroup.parse("held out=a,b,c") == EvalGroup("held out", ("a", "b", "c"))
+    for bad in ("no-equals", "=a,b", "title=a"):
+        with pytest.raises(ValueError, match="TITLE=DIR,DIR"):
+            EvalGroup.parse(bad)
+    group = f"again={baseline_dir},{run_dir / 'eval'}"
+    assert main(["report", str(run_dir), "--baseline", str(baseline_dir), "--group", group]) == 0
+    assert "## again: Metrics" in (run_dir / "report.md").read_text()
+    assert main(["report", str(run_dir), "--group", "again=" + str(baseline_dir)]) == 1
+
+
 def test_cli_report_repeated_baseline(run_dir: Path, baseline_dir: Path) -> None:
     args = [
         "report",

@@ -422,6 +422,22 @@ def test_holdout_is_seeded_and_disjoint(embedded_tokenizer) -> None:
         prepare_samples(_script(eval_holdout=8), PromptConfig(), embedded_tokenizer, seed=7)
 
 
+def test_holdout_seed_fixes_the_holdout_across_training_seeds(embedded_tokenizer) -> None:
+    from sqlgrpo.data import PromptConfig
+    from sqlgrpo.train import prepare_samples
+
+    def held(seed: int, holdout_seed: int | None) -> list[str]:
+        script = _script(eval_holdout=3, holdout_seed=holdout_seed)
+        return [
+            s.id for s in prepare_samples(script, PromptConfig(), embedded_tokenizer, seed).holdout
+        ]
+
+    # the default follows the training seed; a fixed holdout_seed keeps the rows whatever it is
+    draws = {tuple(held(seed, None)) for seed in range(6)}
+    assert len(draws) > 1
+    assert held(3, holdout_seed=7) == held(11, holdout_seed=7) == held(7, holdout_seed=None)
+
+
 def test_prompt_budget_drops_and_reports(embedded_tokenizer) -> None:
     from sqlgrpo.data import PromptConfig, load_samples, prompt_tokens
     from sqlgrpo.train import prepare_samples

@@ -63,6 +63,13 @@ class SqlGrpoArguments:
             "RUN_DIR/holdout_ids.json and they form the eval set when eval_strategy is not 'no'"
         },
     )
+    holdout_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "seed of the hold-out draw (default: the training seed); fix it to train "
+            "several seeds on the same training rows and evaluate them on the same held-out rows"
+        },
+    )
     reward_profile: str = field(
         default="spec",
         metadata={"help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict)"},

@@ -54,6 +54,25 @@ TIER_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class EvalGroup:
+    """Evaluations of several models on one split: the last is compared with each other one."""
+
+    title: str
+    dirs: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> EvalGroup:
+        """``TITLE=DIR,DIR,...`` (the command line's spelling) as a group."""
+        title, sep, dirs = text.partition("=")
+        folders = tuple(d for d in dirs.split(",") if d)
+        if not sep or not title.strip() or len(folders) < 2:
+            raise ValueError(
+                f"evaluation group {text!r}: expected TITLE=DIR,DIR[,...] (two folders or more)"
+            )
+        return cls(title.strip(), folders)
+
+
 @dataclass
 class ReportConfig:
     """What to report on and where to write it."""
@@ -66,6 +85,17 @@ class ReportConfig:
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default: run_dir)"})
     n_examples: int = field(default=4, metadata={"help": "sample completions shown"})
     title: str | None = field(default=None, metadata={"help": "page title"})
+    split: str | None = field(
+        default=None,
+        metadata={"help": "the split the run's own evaluation is on (titles its tables)"},
+    )
+    groups: list[EvalGroup] = field(
+        default_factory=list,
+        metadata={
+            "help": "further evaluations on another split, each shown as its own metrics "
+            "table with paired comparisons against its last folder"
+        },
+    )
 
 
 @dataclass
@@ -381,6 +411,49 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
 
 
+def _eval_folder(name: str) -> Path:
+    """The evaluation folder ``name`` names (itself or its newest ``eval*``); a clear error if none."""
+    found = find_eval_dir(Path(name))
+    if found is None:
+        raise FileNotFoundError(f"{name}: no evaluation (metrics.json + predictions.jsonl) found")
+    return found
+
+
+def _comparison_sections(
+    runs: list[tuple[str, dict[str, Any]]],
+    base_dirs: list[Path],
+    eval_dir: Path | None,
+    split: str | None = None,
+) -> list[_Section]:
+    """A metrics table of ``runs`` and a paired comparison of each baseline with ``eval_dir``;
+    titles name ``split`` when the report shows more than one."""
+    if not runs:
+        return []
+    sections = [_metrics_section(runs)]
+    last = runs[-1][0] if split else "this run"
+    for base_dir in base_dirs if eval_dir is not None else []:
+        cmp = compare_runs(base_dir, eval_dir)
+        label = base_dir.name if split else f"baseline ({base_dir.name})"
+        if cmp.n_shared:
+            rules = {_rule(m) for _, m in runs}
+            sec = _paired_section(cmp, (label, last), " / ".join(sorted(rules)))
+            if len(base_dirs) > 1:
+                sec.title += f": {base_dir.name} vs {last}"
+            sections.append(sec)
+        else:
+            msg = (
+                f"{base_dir.name} and {last} share no example ids: no paired comparison "
+                "(use the same --data, --limit and --seed)."
+            )
+            sections.append(
+                _Section("Paired comparison", f"<p class='note'>{html.escape(msg)}</p>", msg + "\n")
+            )
+    if split:
+        for sec in sections:
+            sec.title = f"{split}: {sec.title}"
+    return sections
+
+
 def build_report(cfg: ReportConfig) -> ReportPaths:
     """Write report.html and report.md (plus PNGs for the Markdown) and return their paths."""
     from sqlgrpo.metrics import read_records
@@ -392,14 +465,7 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     sections: list[_Section] = []
     eval_dir = find_eval_dir(run)
     wanted = [cfg.baseline_dir] if isinstance(cfg.baseline_dir, str) else (cfg.baseline_dir or [])
-    base_dirs: list[Path] = []
-    for name in wanted:
-        found = find_eval_dir(Path(name))
-        if found is None:
-            raise FileNotFoundError(
-                f"{name}: no evaluation (metrics.json + predictions.jsonl) found"
-            )
-        base_dirs.append(found)
+    base_dirs = [_eval_folder(name) for name in wanted]
 
     log_path = run / "metrics.jsonl"
     if log_path.exists():
@@ -422,30 +488,16 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
             sec.markdown += f"\n{msg}\n"
         sections.append(sec)
 
-    runs: list[tuple[str, dict[str, Any]]] = []
-    for base_dir in base_dirs:
-        runs.append((f"baseline ({base_dir.name})", _load_json(base_dir / "metrics.json")))
+    runs: list[tuple[str, dict[str, Any]]] = [
+        (f"baseline ({d.name})", _load_json(d / "metrics.json")) for d in base_dirs
+    ]
     if eval_dir is not None:
         runs.append((f"this run ({eval_dir.name})", _load_json(eval_dir / "metrics.json")))
-    if runs:
-        sections.append(_metrics_section(runs))
-    for base_dir in base_dirs if eval_dir is not None else []:
-        cmp = compare_runs(base_dir, eval_dir)
-        label = f"baseline ({base_dir.name})"
-        if cmp.n_shared:
-            rules = {_rule(m) for _, m in runs}
-            sec = _paired_section(cmp, (label, "this run"), " / ".join(sorted(rules)))
-            if len(base_dirs) > 1:
-                sec.title += f": {base_dir.name} vs this run"
-            sections.append(sec)
-        else:
-            msg = (
-                f"{base_dir.name} and this run share no example ids: no paired comparison "
-                "(use the same --data, --limit and --seed)."
-            )
-            sections.append(
-                _Section("Paired comparison", f"<p class='note'>{html.escape(msg)}</p>", msg + "\n")
-            )
+    sections += _comparison_sections(runs, base_dirs, eval_dir, cfg.split)
+    for group in cfg.groups:
+        dirs = [_eval_folder(name) for name in group.dirs]
+        named = [(d.name, _load_json(d / "metrics.json")) for d in dirs]
+        sections += _comparison_sections(named, dirs[:-1], dirs[-1], group.title)
     tiers = _Section("Accuracy by tier")
     for key, label in TIER_KEYS:
         if any(m.get(key) for _, m in runs):

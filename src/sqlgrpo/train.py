@@ -81,7 +81,8 @@ class TrainResult:
 def prepare_samples(
     script: SqlGrpoArguments, prompt: PromptConfig, tokenizer: Any, seed: int
 ) -> PreparedData:
-    """Load samples, hold ``eval_holdout`` out (seeded), enforce the prompt token budget."""
+    """Load samples, hold ``eval_holdout`` out (drawn with ``script.holdout_seed``, else
+    ``seed``), enforce the prompt token budget."""
     loaded = load_samples(
         script.dataset_source, split=script.dataset_split, skip_invalid=script.skip_invalid
     )
@@ -100,7 +101,8 @@ def prepare_samples(
                 f"({len(samples)} loaded from {script.dataset_source})"
             )
         order = list(range(len(samples)))
-        random.Random(seed).shuffle(order)
+        holdout_seed = seed if script.holdout_seed is None else script.holdout_seed
+        random.Random(holdout_seed).shuffle(order)
         held = set(order[: script.eval_holdout])
         holdout = [s for i, s in enumerate(samples) if i in held]
         samples = [s for i, s in enumerate(samples) if i not in held]

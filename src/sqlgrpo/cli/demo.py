@@ -1,8 +1,10 @@
 """``sqlgrpo demo``: the main job on the embedded defaults, end to end.
 
-Evaluate the base model on the bundled test split, train with the CPU recipe
-(SFT warm-up, then GRPO), evaluate the warm-up and the GRPO model the same way
-(same samples, same prompt), and write the report with all three side by side.
+Evaluate the base model on the bundled test split (domains never trained on), train
+with the CPU recipe (SFT warm-up, then GRPO), evaluate the base, warm-up and GRPO models
+on that sample and on the rows the recipe held out of the trained domains (same samples,
+same prompt for every model), and write the report with all three side by side on both
+splits: what was learned, and what transferred.
 Every stage writes to its own folder under ``--out`` and is skipped when its
 result is already there, so an interrupted demo continues where it stopped.
 The stages call the library (``run_training``, ``evaluate``, ``build_report``); the
@@ -21,6 +23,18 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_RECIPE = "recipes/smollm2-135m-cpu.yaml"
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """One evaluation split of the demo and the folder each model's evaluation goes to."""
+
+    title: str
+    data: str
+    split: str | None
+    limit: int | None
+    ids_file: Path | None
+    folders: dict[str, Path]  # model name (base, warm-up, GRPO) -> evaluation folder
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,43 @@ class DemoPlan:
     def grpo_eval(self) -> Path:
         # inside the run folder, so `sqlgrpo report RUN_DIR` finds it
         return self.train_dir / "eval_grpo"
+
+    def splits(self) -> list[EvalSplit]:
+        """The evaluation splits: the ``--data``/``--split`` sample (unseen domains for the
+        bundled data) and, when the recipe holds rows out, those rows of the trained domains
+        (their folders are not named ``eval*``, so ``sqlgrpo report RUN_DIR`` keeps showing
+        the first split)."""
+        where = f"{self.eval_data}:{self.eval_split}" if self.eval_split else self.eval_data
+        splits = [
+            EvalSplit(
+                f"{where} ({self.eval_limit or 'all'} rows)",
+                self.eval_data,
+                self.eval_split,
+                self.eval_limit,
+                None,
+                {"base": self.base_eval, "warm-up": self.warmup_eval, "GRPO": self.grpo_eval},
+            )
+        ]
+        script = self.run.script
+        if script.eval_holdout:
+            source = script.dataset_source
+            if script.dataset_split:
+                source = f"{source}:{script.dataset_split}"
+            splits.append(
+                EvalSplit(
+                    f"{script.eval_holdout} held-out rows of the training data ({source})",
+                    script.dataset_source,
+                    script.dataset_split,
+                    None,
+                    self.train_dir / "holdout_ids.json",
+                    {
+                        "base": self.out / "heldout_base",
+                        "warm-up": self.out / "heldout_warmup",
+                        "GRPO": self.train_dir / "heldout_grpo",
+                    },
+                )
+            )
+        return splits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,28 +172,31 @@ def _plan(args: argparse.Namespace) -> DemoPlan:
     )
 
 
-def _evaluate(plan: DemoPlan, model: str, out: Path, prompt: Any = None) -> None:
-    """Evaluate ``model`` on the demo's seeded sample, prompted as it was trained (``prompt``
-    for the base model, which has no run of its own: the recipe's settings)."""
+def _evaluate(plan: DemoPlan, split: EvalSplit, name: str, model: str, prompt: Any = None) -> None:
+    """Evaluate ``model`` on ``split`` (the seeded sample, or the held-out ids), prompted as
+    it was trained (``prompt`` for the base model, which has no run of its own: the recipe's
+    settings)."""
     from sqlgrpo.evaluate import evaluate, prompted_eval_config
     from sqlgrpo.generation import GenerationConfig
 
+    out = split.folders[name]
     cfg, resolved = prompted_eval_config(
         model,
-        plan.eval_data,
+        split.data,
         str(out),
         prompt=prompt,
-        split=plan.eval_split,
-        limit=plan.eval_limit,
+        split=split.split,
+        limit=split.limit,
         seed=plan.eval_seed,
+        ids_file=None if split.ids_file is None else str(split.ids_file),
         generation=GenerationConfig(batch_size=plan.batch_size, seed=plan.eval_seed),
     )
     m = evaluate(cfg).metrics
     source = resolved.source or "the recipe"
     print(
-        f"{m['n']} examples -> {out}: EX {m['execution_accuracy']:.3f} [rule {m['compare_rule']}], "
-        f"strict format {m.get('format_rate_strict') or 0.0:.3f}, executable "
-        f"{m['executable_rate']:.3f} (prompt settings from {source})",
+        f"{name} on {split.title}: {m['n']} examples -> {out}: EX {m['execution_accuracy']:.3f} "
+        f"[rule {m['compare_rule']}], strict format {m.get('format_rate_strict') or 0.0:.3f}, "
+        f"executable {m['executable_rate']:.3f} (prompt settings from {source})",
         flush=True,
     )
 
@@ -185,16 +239,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_stages(plan: DemoPlan) -> bool:
-    """The five stages; True when training was interrupted (the later stages then wait)."""
-    from sqlgrpo.report import ReportConfig, build_report
+    """The six stages; True when training was interrupted (the later stages then wait)."""
+    from sqlgrpo.report import EvalGroup, ReportConfig, build_report
     from sqlgrpo.run_settings import settings_from_mapping
     from sqlgrpo.train import run_training
 
     recipe_prompt = settings_from_mapping(plan.run.recipe_dict())
-    _stage(f"1/5 evaluate the base model ({plan.model}) on {plan.eval_data}:{plan.eval_split}")
-    _evaluate(plan, plan.model, plan.base_eval, prompt=recipe_prompt)
+    first, *others = plan.splits()
+    _stage(f"1/6 evaluate the base model ({plan.model}) on {first.title}")
+    _evaluate(plan, first, "base", plan.model, prompt=recipe_prompt)
 
-    _stage(f"2/5 train with {plan.run.recipe} (SFT warm-up, then GRPO)")
+    _stage(f"2/6 train with {plan.run.recipe} (SFT warm-up, then GRPO)")
     if (plan.train_dir / "model").exists():
         print(f"already trained: {plan.train_dir / 'model'}")
     else:
@@ -203,19 +258,37 @@ def _run_stages(plan: DemoPlan) -> bool:
             return True
         print(f"trained {result.global_step} step(s); run folder: {result.output_dir}")
 
+    _stage("3/6 evaluate the base model on the held-out rows of the trained domains")
+    for split in others:
+        _evaluate(plan, split, "base", plan.model, prompt=recipe_prompt)
+    if not others:
+        print("the recipe holds no rows out (eval_holdout: 0); skipped")
+
     warmup_model = plan.train_dir / "warmup" / "model"
-    _stage("3/5 evaluate the warm-up model")
+    _stage("4/6 evaluate the warm-up model")
     if warmup_model.exists():
-        _evaluate(plan, str(warmup_model), plan.warmup_eval)
+        for split in (first, *others):
+            _evaluate(plan, split, "warm-up", str(warmup_model))
     else:
         print("the recipe has no SFT warm-up; skipped")
 
-    _stage("4/5 evaluate the GRPO model")
-    _evaluate(plan, str(plan.train_dir), plan.grpo_eval)
+    _stage("5/6 evaluate the GRPO model")
+    for split in (first, *others):
+        _evaluate(plan, split, "GRPO", str(plan.train_dir))
 
-    _stage("5/5 write the report")
-    baselines = [str(plan.base_eval)] + ([str(plan.warmup_eval)] if warmup_model.exists() else [])
-    paths = build_report(ReportConfig(run_dir=str(plan.train_dir), baseline_dir=baselines))
+    _stage("6/6 write the report")
+    names = ["base", "warm-up", "GRPO"] if warmup_model.exists() else ["base", "GRPO"]
+    paths = build_report(
+        ReportConfig(
+            run_dir=str(plan.train_dir),
+            baseline_dir=[str(first.folders[n]) for n in names[:-1]],
+            split=first.title if others else None,
+            groups=[
+                EvalGroup(split.title, tuple(str(split.folders[n]) for n in names))
+                for split in others
+            ],
+        )
+    )
     print(f"report written: {paths.html}")
     return False
 
@@ -223,26 +296,29 @@ def _run_stages(plan: DemoPlan) -> bool:
 def _summary(plan: DemoPlan, elapsed_s: float) -> None:
     from sqlgrpo.metrics import compare_runs
 
-    rows = [("base", plan.base_eval), ("warm-up", plan.warmup_eval), ("GRPO", plan.grpo_eval)]
     print(f"\n=== results ({elapsed_s / 60:.1f} min) ===")
     header = ("n", "format", "strict fmt", "executable", "EX", "EX lenient")
-    print(f"{'model':10s} " + " ".join(f"{h:>11s}" for h in header))
-    for name, folder in rows:
-        m = _metrics(folder)
-        if m is None:
-            continue
-        values = (m["format_rate"], m.get("format_rate_strict"), m["executable_rate"],
-                  m["execution_accuracy"], m["execution_accuracy_lenient"])  # fmt: skip
-        cells = [f"{m['n']:11d}"] + [f"{'-':>11s}" if v is None else f"{v:11.3f}" for v in values]
-        print(f"{name:10s} " + " ".join(cells))
-    pairs = [("base", plan.base_eval, "GRPO", plan.grpo_eval)]
-    if _metrics(plan.warmup_eval) is not None:
-        pairs.append(("warm-up", plan.warmup_eval, "GRPO", plan.grpo_eval))
-    for a_name, a_dir, b_name, b_dir in pairs:
-        cmp = compare_runs(a_dir, b_dir)
-        delta = (cmp.accuracy_b or 0.0) - (cmp.accuracy_a or 0.0)
-        print(
-            f"paired {a_name} -> {b_name}: {cmp.n_shared} shared samples, +{cmp.gained} gained, "
-            f"-{cmp.lost} lost, EX {delta:+.3f}, McNemar exact p = {cmp.p_value:.3g}"
-        )
+    for split in plan.splits():
+        print(f"\n{split.title}")
+        print(f"{'model':10s} " + " ".join(f"{h:>11s}" for h in header))
+        for name, folder in split.folders.items():
+            m = _metrics(folder)
+            if m is None:
+                continue
+            values = (m["format_rate"], m.get("format_rate_strict"), m["executable_rate"],
+                      m["execution_accuracy"], m["execution_accuracy_lenient"])  # fmt: skip
+            cells = [f"{m['n']:11d}"] + [
+                f"{'-':>11s}" if v is None else f"{v:11.3f}" for v in values
+            ]
+            print(f"{name:10s} " + " ".join(cells))
+        grpo = split.folders["GRPO"]
+        for name in ("base", "warm-up"):
+            if _metrics(split.folders[name]) is None or _metrics(grpo) is None:
+                continue
+            cmp = compare_runs(split.folders[name], grpo)
+            delta = (cmp.accuracy_b or 0.0) - (cmp.accuracy_a or 0.0)
+            print(
+                f"paired {name} -> GRPO: {cmp.n_shared} shared samples, +{cmp.gained} gained, "
+                f"-{cmp.lost} lost, EX {delta:+.3f}, McNemar exact p = {cmp.p_value:.3g}"
+            )
     print(f"report: {plan.train_dir / 'report.html'}")

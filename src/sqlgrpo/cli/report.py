@@ -23,20 +23,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR)")
     p.add_argument("--examples", type=int, default=4, help="sample completions shown (default 4)")
     p.add_argument("--title", default=None, help="page title")
+    p.add_argument(
+        "--split", default=None, help="name of the split RUN_DIR's evaluation is on (titles)"
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="TITLE=DIR,DIR[,...]",
+        help="evaluations of the same models on another split (repeatable): a metrics table "
+        "of its own, the last folder compared with each other one",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.report import ReportConfig, build_report
+    from sqlgrpo.report import EvalGroup, ReportConfig, build_report
 
-    cfg = ReportConfig(
-        run_dir=args.run_dir,
-        baseline_dir=args.baseline,
-        out_dir=args.out,
-        n_examples=args.examples,
-        title=args.title,
-    )
     try:
+        cfg = ReportConfig(
+            run_dir=args.run_dir,
+            baseline_dir=args.baseline,
+            out_dir=args.out,
+            n_examples=args.examples,
+            title=args.title,
+            split=args.split,
+            groups=[EvalGroup.parse(text) for text in args.group],
+        )
         paths = build_report(cfg)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}")
