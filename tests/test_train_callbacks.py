@@ -13,9 +13,9 @@ from sqlgrpo.callbacks import (
     GracefulInterrupt,
     plot_reward_curves,
     read_metrics,
-    reward_series,
     write_completions,
 )
+from sqlgrpo.reward_curves import reward_series
 
 
 def _metrics(tmp_path: Path, records: list[dict]) -> Path:
@@ -39,6 +39,28 @@ def test_reward_series_and_plot(tmp_path: Path) -> None:
     )
     png = plot_reward_curves(path, tmp_path / "plots" / "rewards.png")
     assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_curves_add_the_completion_length(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from sqlgrpo.reward_curves import LENGTH, training_curves
+
+    records = [
+        {"step": s, "reward": 0.5, "rewards/fmt/mean": 0.5, "completions/mean_length": 60.0 + s}
+        for s in (1, 2, 3)
+    ]
+    series = training_curves(records)
+    assert set(series) == {"total", "fmt", LENGTH}
+    assert series[LENGTH] == ([1, 2, 3], [61.0, 62.0, 63.0])
+    # a length alone is not a reward curve: nothing to plot
+    assert training_curves([{"step": 1, "completions/mean_length": 9.0}]) == {}
+    # the plot gains a panel for it: three panels side by side instead of two
+    with_length = plot_reward_curves(_metrics(tmp_path, records), tmp_path / "a.png")
+    without = [{k: v for k, v in r.items() if k != "completions/mean_length"} for r in records]
+    (tmp_path / "b").mkdir()
+    no_length = plot_reward_curves(_metrics(tmp_path / "b", without), tmp_path / "b.png")
+    assert imread(with_length).shape[1] > imread(no_length).shape[1]
 
 
 def test_no_rewards_no_plot(tmp_path: Path) -> None:

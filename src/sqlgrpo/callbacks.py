@@ -20,7 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from sqlgrpo.jsonl import read_jsonl
-from sqlgrpo.reward_curves import reward_curves_png, reward_series
+from sqlgrpo.reward_curves import reward_curves_png, training_curves
 from sqlgrpo.rewards.base import completion_text
 
 logger = logging.getLogger(__name__)
@@ -172,8 +172,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_reward_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
-    """Plot each reward component and the total over steps to a PNG; None when nothing logged."""
-    series = reward_series(read_metrics(metrics_path))
+    """Plot each reward component, the mean completion length and the total over steps to a
+    PNG; None when no reward was logged."""
+    series = training_curves(read_metrics(metrics_path))
     if not series:
         logger.warning("%s holds no reward metrics; no plot written", metrics_path)
         return None

@@ -27,6 +27,7 @@ from sqlgrpo.reward_curves import (  # noqa: F401 (rolling_mean, smoothing_windo
     reward_series,
     rolling_mean,
     smoothing_window,
+    training_curves,
 )
 
 logger = logging.getLogger(__name__)
@@ -470,13 +471,14 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     log_path = run / "metrics.jsonl"
     if log_path.exists():
         rows, bad = read_jsonl_lenient(log_path)
-        series = reward_series(rows)
+        series = training_curves(rows)
         sec = _Section("Training reward curves")
         if series:
             sec.figures.append(
                 _Figure(
                     "rewards",
-                    "Mean reward per component against training step",
+                    "Mean reward per component and mean completion length against "
+                    "training step",
                     reward_curves_png(series),
                 )
             )

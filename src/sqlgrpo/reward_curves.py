@@ -3,7 +3,9 @@
 Training (``plots/rewards.png``) and the report (an embedded figure) both draw what
 :func:`reward_series` reads from ``metrics.jsonl``: TRL's per-reward means
 (``rewards/NAME/mean``, or ``rewards/NAME``) and the total ``reward``, each per logged step,
-as faint raw points with a rolling mean over them.
+as faint raw points with a rolling mean over them, and beside them the mean completion
+length (TRL's ``completions/mean_length``): a reward that rises with the length is the
+first sign of a reward being gamed by longer text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 TOTAL = "total"
+LENGTH = "completion length"
+LENGTH_KEY = "completions/mean_length"
 
 Series = dict[str, tuple[list[int], list[float]]]
 
@@ -50,6 +54,26 @@ def reward_series(records: Sequence[Mapping[str, Any]]) -> Series:
     return series
 
 
+def length_series(records: Sequence[Mapping[str, Any]]) -> Series:
+    """The mean completion length per logged step as ``{LENGTH: (steps, values)}`` (empty
+    when the log has none)."""
+    steps: list[int] = []
+    values: list[float] = []
+    for i, record in enumerate(records):
+        value = record.get(LENGTH_KEY)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            steps.append(int(record.get("step", record.get("global_step", i))))
+            values.append(float(value))
+    return {LENGTH: (steps, values)} if values else {}
+
+
+def training_curves(records: Sequence[Mapping[str, Any]]) -> Series:
+    """What the training plot draws: :func:`reward_series`, plus the mean completion length
+    when there are rewards to set it beside (empty when no reward was logged)."""
+    series = reward_series(records)
+    return series | length_series(records) if series else series
+
+
 def rolling_mean(values: list[float], window: int) -> list[float]:
     """Trailing mean over the last ``window`` values (fewer at the start)."""
     if window < 1:
@@ -69,14 +93,14 @@ def smoothing_window(n_points: int) -> int:
 
 
 def reward_curves_png(series: Series) -> bytes:
-    """One panel per reward (the total last): raw per-step means as faint points and their
-    rolling mean (:func:`smoothing_window`) as a line; PNG bytes."""
+    """One panel per reward (then the completion length, the total last): raw per-step means
+    as faint points and their rolling mean (:func:`smoothing_window`) as a line; PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if not series:
         raise ValueError("no reward series to plot")
-    names = sorted(series, key=lambda n: (n == TOTAL, n))
+    names = sorted(series, key=lambda n: (n == TOTAL, n == LENGTH, n))
     cols = min(3, len(names))
     rows = (len(names) + cols - 1) // cols
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
@@ -84,12 +108,13 @@ def reward_curves_png(series: Series) -> bytes:
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         steps, values = series[name]
-        color = "C3" if name == TOTAL else "C0"
+        color = {TOTAL: "C3", LENGTH: "C2"}.get(name, "C0")
         window = smoothing_window(len(values))
         ax.plot(steps, values, ".", markersize=4, alpha=0.45, color=color, label="per step")
         ax.plot(steps, rolling_mean(values, window), color=color, label=f"rolling mean ({window})")
         ax.legend(fontsize=7)
-        ax.set_title("reward (total)" if name == TOTAL else name, fontsize=10)
+        title = {TOTAL: "reward (total)", LENGTH: "mean completion length (tokens)"}
+        ax.set_title(title.get(name, name), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.tight_layout()
