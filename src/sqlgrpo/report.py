@@ -477,8 +477,7 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
             sec.figures.append(
                 _Figure(
                     "rewards",
-                    "Mean reward per component and mean completion length against "
-                    "training step",
+                    "Mean reward per component and mean completion length against training step",
                     reward_curves_png(series),
                 )
             )
