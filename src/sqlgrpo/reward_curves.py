@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 TOTAL = "total"
@@ -34,17 +34,15 @@ def _reward_name(key: str) -> str | None:
     return None  # rewards/NAME/std and other statistics
 
 
-def reward_series(records: Sequence[Mapping[str, Any]]) -> Series:
-    """Per-reward mean and the total over steps: name -> (steps, values).
-
-    The step is the record's ``step`` (or ``global_step``; else its position); values that are
-    not finite numbers are left out.
-    """
+def _series(records: Sequence[Mapping[str, Any]], name_of: Callable[[str], str | None]) -> Series:
+    """name -> (steps, values) for every metric key ``name_of`` names. The step is the
+    record's ``step`` (or ``global_step``; else its position); values that are not finite
+    numbers are left out."""
     series: Series = {}
     for i, record in enumerate(records):
         step = record.get("step", record.get("global_step", i))
         for key, value in record.items():
-            name = _reward_name(key)
+            name = name_of(key)
             if name is None or isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             if math.isfinite(value):
@@ -54,17 +52,15 @@ def reward_series(records: Sequence[Mapping[str, Any]]) -> Series:
     return series
 
 
+def reward_series(records: Sequence[Mapping[str, Any]]) -> Series:
+    """Per-reward mean and the total over steps: name -> (steps, values)."""
+    return _series(records, _reward_name)
+
+
 def length_series(records: Sequence[Mapping[str, Any]]) -> Series:
     """The mean completion length per logged step as ``{LENGTH: (steps, values)}`` (empty
     when the log has none)."""
-    steps: list[int] = []
-    values: list[float] = []
-    for i, record in enumerate(records):
-        value = record.get(LENGTH_KEY)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            steps.append(int(record.get("step", record.get("global_step", i))))
-            values.append(float(value))
-    return {LENGTH: (steps, values)} if values else {}
+    return _series(records, lambda key: LENGTH if key == LENGTH_KEY else None)
 
 
 def training_curves(records: Sequence[Mapping[str, Any]]) -> Series:

@@ -301,8 +301,8 @@ def _summary(plan: DemoPlan, elapsed_s: float) -> None:
     for split in plan.splits():
         print(f"\n{split.title}")
         print(f"{'model':10s} " + " ".join(f"{h:>11s}" for h in header))
-        for name, folder in split.folders.items():
-            m = _metrics(folder)
+        metrics = {name: _metrics(folder) for name, folder in split.folders.items()}
+        for name, m in metrics.items():
             if m is None:
                 continue
             values = (m["format_rate"], m.get("format_rate_strict"), m["executable_rate"],
@@ -311,11 +311,10 @@ def _summary(plan: DemoPlan, elapsed_s: float) -> None:
                 f"{'-':>11s}" if v is None else f"{v:11.3f}" for v in values
             ]
             print(f"{name:10s} " + " ".join(cells))
-        grpo = split.folders["GRPO"]
         for name in ("base", "warm-up"):
-            if _metrics(split.folders[name]) is None or _metrics(grpo) is None:
+            if metrics[name] is None or metrics["GRPO"] is None:
                 continue
-            cmp = compare_runs(split.folders[name], grpo)
+            cmp = compare_runs(split.folders[name], split.folders["GRPO"])
             delta = (cmp.accuracy_b or 0.0) - (cmp.accuracy_a or 0.0)
             print(
                 f"paired {name} -> GRPO: {cmp.n_shared} shared samples, +{cmp.gained} gained, "
