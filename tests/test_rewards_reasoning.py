@@ -68,3 +68,59 @@ def test_prefill_and_chat_completion() -> None:
     ]
     # 4 words: 0; terms select, filter: 0.06; 2 lines: 0.10; first + then: 0.15
     assert reward(None, [completion]) == [pytest.approx(0.31)]
+
+
+GATE_CONTEXT = (
+    "CREATE TABLE emp (id INTEGER, name TEXT, dept TEXT); INSERT INTO emp VALUES (1, 'a', 'x');"
+)
+GATE_REASONING = (
+    "First I look at the emp table and its name column.\n"
+    "Then I select the rows where dept is x.\n"
+    "Finally I return the name of each matching row."
+)
+
+
+def _gated_completion(sql: str) -> str:
+    return f"<reasoning>\n{GATE_REASONING}\n</reasoning>\n<sql>\n{sql}\n</sql>"
+
+
+@pytest.mark.parametrize(
+    ("sql", "executes", "correct"),
+    [
+        ("SELECT name FROM emp WHERE dept = 'x';", True, True),  # runs, right rows
+        ("SELECT id FROM emp;", True, False),  # runs, wrong rows
+        ("SELECT salary FROM emp;", False, False),  # no such column: does not run
+        ("SELEC name FROM emp;", False, False),  # no SQL found (no statement keyword)
+    ],
+)
+def test_gate_pays_reasoning_only_when_the_sql_passes(
+    sql: str, executes: bool, correct: bool
+) -> None:
+    completion = _gated_completion(sql)
+    columns = {"sql": ["SELECT name FROM emp WHERE dept = 'x';"], "sql_context": [GATE_CONTEXT]}
+    ungated = ReasoningReward()(["p"], [completion], **columns)[0]
+    assert ungated > 0.3  # the text earns the same score whatever the SQL does
+    for gate, passes in (("executes", executes), ("correct", correct)):
+        got = ReasoningReward(gate=gate)(["p"], [completion], **columns)[0]
+        assert got == (ungated if passes else 0.0), gate
+
+
+def test_gate_needs_gold_and_rejects_unknown_gates() -> None:
+    completion = _gated_completion("SELECT 1;")
+    with pytest.raises(ValueError, match="gold SQL"):
+        ReasoningReward(gate="executes")(["p"], [completion], sql_context=[GATE_CONTEXT])
+    with pytest.raises(ValueError, match="unknown reasoning gate"):
+        ReasoningReward(gate="sometimes")
+
+
+def test_gate_logs_its_pass_rate() -> None:
+    metrics: dict[str, float] = {}
+    completions = [_gated_completion("SELECT name FROM emp;"), _gated_completion("SELECT x;")]
+    ReasoningReward(gate="executes")(
+        ["p", "p"],
+        completions,
+        sql=["SELECT name FROM emp;"] * 2,
+        sql_context=[GATE_CONTEXT] * 2,
+        log_metric=metrics.__setitem__,
+    )
+    assert metrics["reasoning_quality_reward/gate_pass_rate"] == 0.5

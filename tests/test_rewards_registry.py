@@ -123,7 +123,20 @@ def test_strict_profile_gates_and_routes_options() -> None:
     assert execution.strict and execution.rule == "bird" and execution.limits == limits
     assert execution.weight == 3.0
     assert all(f.prefill == "<reasoning>\n" for f in funcs)
-    assert set(REWARD_PROFILES) == {"spec", "strict"}
+    assert set(REWARD_PROFILES) == {"spec", "strict", "spec_gated"}
+
+
+def test_spec_gated_profile_gates_reasoning_and_shares_one_checker() -> None:
+    limits = SandboxLimits(timeout_s=0.5)
+    funcs = build_profile("spec_gated", rule="spider", state_match=True, limits=limits)
+    assert [f.weight for f in funcs] == [1.0, 1.2, 0.7, 0.6]
+    execution, reasoning = funcs[1], funcs[2]
+    assert reasoning.gate == "executes" and not execution.strict
+    gate = reasoning.execution
+    assert (gate.rule, gate.state_match, gate.limits) == ("spider", True, limits)
+    assert gate.checker is execution.checker  # one set of database and gold caches
+    # the spec profile's reasoning reward has no gate and runs no SQL
+    assert build_profile("spec")[2].execution is None
 
 
 def test_profile_errors() -> None:

@@ -72,7 +72,9 @@ class SqlGrpoArguments:
     )
     reward_profile: str = field(
         default="spec",
-        metadata={"help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict)"},
+        metadata={
+            "help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict, spec_gated)"
+        },
     )
     reward_funcs: list[str] | None = field(
         default=None,

@@ -237,7 +237,8 @@ class Scorer:
     """Turns completions into prediction records: extraction, rewards, execution."""
 
     def __init__(self, cfg: EvalConfig) -> None:
-        from sqlgrpo.rewards import ExecutionReward, build_profile
+        from sqlgrpo.rewards import build_profile
+        from sqlgrpo.rewards.registry import share_checker
         from sqlgrpo.sql.execution import ExecutionChecker
         from sqlgrpo.sql.sandbox import SandboxLimits
 
@@ -250,9 +251,7 @@ class Scorer:
         self.checker = ExecutionChecker(
             rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
         )
-        for reward in self.rewards:  # the execution reward shares the checker (runs each once)
-            if isinstance(reward, ExecutionReward):
-                reward.checker = self.checker
+        share_checker(self.rewards, self.checker)  # each prediction runs once for the record
 
     def _one(self, sample: Any, raw: str, *, bird: bool = False) -> dict[str, Any]:
         from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.compare import COMPARE_RULES
 
 REQUIRED_FIELDS = ("completion",)
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="result comparison rule",
     )
     parser.add_argument(
-        "--profile", choices=("spec", "strict"), default="spec", help="reward profile"
+        "--profile", choices=tuple(REWARD_PROFILES), default="spec", help="reward profile"
     )
     parser.add_argument(
         "--state-match", action="store_true", help="credit DML by the resulting database state"

@@ -45,6 +45,10 @@ MATCH_KINDS = (
     "exact", "state_match", "partial", "ran", "wrong_state", "error", "no_sql", "no_gold",
     "gold_error", "format_gate", "no_match", "wrong_kind", "internal_error",
 )  # fmt: skip
+#: Kinds whose prediction ran (in the sandbox, to completion).
+RAN_KINDS = ("exact", "state_match", "partial", "ran", "wrong_state", "no_match", "wrong_kind")
+#: Kinds whose prediction is correct under the comparison rule (DML by state with state_match).
+CORRECT_KINDS = ("exact", "state_match")
 
 
 def execution_score(
@@ -139,6 +143,29 @@ class ExecutionReward(Reward):
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
     ) -> list[float]:
         """One reward per completion; requires the ``sql`` (gold) column."""
+        scores = self.score(completions, kwargs)
+        n = len(scores)
+        rewards = [credit * self.weight for credit, _, _, _ in scores]
+        kinds = [kind for _, kind, _, _ in scores]
+        metrics = {}
+        if n:
+            metrics = {
+                f"{kind}_rate": kinds.count(kind) / n
+                for kind in ("exact", "state_match", "error", "no_sql", "gold_error")
+            }
+        extras = {
+            "statement_type": [pred_type for _, _, pred_type, _ in scores],
+            "error_class": [error for _, _, _, error in scores],
+            "match_kind": kinds,
+        }
+        self.log(kwargs, extras, metrics)
+        return rewards
+
+    def score(
+        self, completions: Sequence[Any], kwargs: dict[str, Any]
+    ) -> list[tuple[float, str, str, str]]:
+        """(unweighted credit, match kind, predicted statement type, error class) per
+        completion, from the reward kwargs' ``sql`` / ``sql_context`` / ``db_path`` columns."""
         n = len(completions)
         if "sql" not in kwargs:
             raise ValueError(
@@ -146,33 +173,14 @@ class ExecutionReward(Reward):
             )
         golds = column(kwargs, "sql", n)
         contexts, db_paths = column(kwargs, "sql_context", n), column(kwargs, "db_path", n)
-        rewards: list[float] = []
-        types: list[str] = []
-        errors: list[str] = []
-        kinds: list[str] = []
         memo: dict[tuple, tuple[float, str, str, str]] = {}
         rows = list(zip(self.texts(completions), golds, contexts, db_paths, strict=True))
         self._prefetch(rows)
         try:
-            for text, gold, context, db_path in rows:
-                credit, kind, pred_type, error = self._score_one(text, gold, context, db_path, memo)
-                rewards.append(credit * self.weight)
-                kinds.append(kind)
-                types.append(pred_type)
-                errors.append(error)
+            return [self._score_one(text, gold, ctx, path, memo) for text, gold, ctx, path in rows]
         finally:
             if self._checker is not None:
                 self._checker.clear_prefetched()
-        metrics = {}
-        if n:
-            metrics = {
-                f"{kind}_rate": kinds.count(kind) / n
-                for kind in ("exact", "state_match", "error", "no_sql", "gold_error")
-            }
-        self.log(
-            kwargs, {"statement_type": types, "error_class": errors, "match_kind": kinds}, metrics
-        )
-        return rewards
 
     def _prefetch(self, rows: list[tuple[str, Any, Any, Any]]) -> None:
         """Send the batch's distinct predictions to the sandbox at once (pipelined); the

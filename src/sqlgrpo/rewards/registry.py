@@ -8,6 +8,9 @@ Profiles:
   correct result under the comparison rule (DML by resulting state), 0 otherwise, and 0 for
   any completion that fails the strict format (format as a gate); reasoning quality (0.7) and
   complexity (0.6) as in ``spec``.
+* ``spec_gated``: ``spec`` with the reasoning-quality reward paid only when the completion's
+  SQL runs (``gate="executes"``): not in the SPEC; the remedy for a policy that games the
+  reasoning reward with longer explanations while its SQL gets worse.
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ REWARD_PROFILES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("strict_format", {}),
         ("execution", {"strict": True}),
         ("reasoning_quality", {}),
+        ("complexity", {}),
+    ],
+    "spec_gated": [
+        ("soft_format", {}),
+        ("execution", {}),
+        ("reasoning_quality", {"gate": "executes"}),
         ("complexity", {}),
     ],
 }
@@ -120,7 +129,7 @@ def build_profile(
         raise ValueError(
             f"no reward in profile {name!r} takes option(s) {', '.join(sorted(unknown))}"
         )
-    return rewards
+    return share_checker(rewards)
 
 
 def build_rewards(
@@ -140,6 +149,20 @@ def build_rewards(
     if len(weights) != len(names):
         raise ValueError(f"{len(weights)} weight(s) for {len(names)} reward(s)")
     rewards, _ = _route([(n, w, {}) for n, w in zip(names, weights, strict=True)], prefill, options)
+    return share_checker(rewards)
+
+
+def share_checker(
+    rewards: list[Callable[..., list[float]]], checker: Any = None
+) -> list[Callable[..., list[float]]]:
+    """Give every execution check among ``rewards`` one checker (its database and gold-result
+    caches): ``checker`` when given, else the first execution reward's. Returns ``rewards``."""
+    executions = [r for r in rewards if isinstance(r, ExecutionReward)]
+    executions += [r.execution for r in rewards if getattr(r, "execution", None) is not None]
+    if checker is None and executions:
+        checker = executions[0].checker
+    for execution in executions:
+        execution.checker = checker
     return rewards
 
 
