@@ -8,9 +8,8 @@ with spaces) is found by a case-insensitive search bounded by non-word character
 ``docs/rewards.md``.
 
 ``gate`` (not in the SPEC; the ``spec_gated`` profile) pays the reasoning reward only to a
-completion whose SQL earns something from execution: ``executes`` (the prediction runs) or
-``correct`` (its result matches the gold's under ``rule``, DML by state with
-``state_match``). It exists because the ungated reward is the cheapest to game: longer
+completion whose SQL runs (``executes``) or whose result matches the gold's under ``rule``
+(``correct``; DML by state with ``state_match``). It exists because the ungated reward is the cheapest to game: longer
 explanations full of SQL words score higher whatever the SQL does.
 """
 
@@ -149,7 +148,7 @@ class ReasoningReward(Reward):
         self,
         weight: float | None = None,
         prefill: str = "",
-        gate: str = "none",
+        gate: ReasoningGate = "none",
         rule: str = "seed",
         state_match: bool = False,
         limits: SandboxLimits | None = None,
