@@ -123,7 +123,7 @@ def test_strict_profile_gates_and_routes_options() -> None:
     assert execution.strict and execution.rule == "bird" and execution.limits == limits
     assert execution.weight == 3.0
     assert all(f.prefill == "<reasoning>\n" for f in funcs)
-    assert set(REWARD_PROFILES) == {"spec", "strict", "spec_gated"}
+    assert set(REWARD_PROFILES) == {"spec", "strict", "spec_gated", "strict_gated"}
 
 
 def test_spec_gated_profile_gates_reasoning_and_shares_one_checker() -> None:
@@ -137,6 +137,25 @@ def test_spec_gated_profile_gates_reasoning_and_shares_one_checker() -> None:
     assert gate.checker is execution.checker  # one set of database and gold caches
     # the spec profile's reasoning reward has no gate and runs no SQL
     assert build_profile("spec")[2].execution is None
+
+
+def test_strict_gated_profile_needs_a_correct_answer_for_reasoning_credit() -> None:
+    funcs = build_profile("strict_gated", rule="seed")
+    assert [f.__name__ for f in funcs] == [
+        "strict_format_reward_func", "execute_query_reward_func", "reasoning_quality_reward", "complexity_reward",
+    ]  # fmt: skip
+    execution, reasoning = funcs[1], funcs[2]
+    assert execution.strict and reasoning.gate == "correct"
+    assert reasoning.execution.checker is execution.checker
+    context = "CREATE TABLE t (a INT); INSERT INTO t VALUES (1), (2);"
+    reasoning_text = "Count the rows of table t with COUNT(*) FROM t."
+    right, wrong = (
+        f"<reasoning>\n{reasoning_text}\n</reasoning>\n<sql>\n{sql}\n</sql>"
+        for sql in ("SELECT COUNT(*) FROM t;", "SELECT a FROM t;")
+    )
+    kwargs = {"sql_context": [context] * 2, "sql": ["SELECT COUNT(*) FROM t;"] * 2}
+    scores = reasoning(prompts=["q", "q"], completions=[right, wrong], **kwargs)
+    assert scores[0] > 0 and scores[1] == 0.0  # the wrong SQL runs, but is not correct
 
 
 def test_profile_errors() -> None:

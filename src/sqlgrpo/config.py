@@ -73,7 +73,7 @@ class SqlGrpoArguments:
     reward_profile: str = field(
         default="spec",
         metadata={
-            "help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict, spec_gated)"
+            "help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict, spec_gated, strict_gated)"
         },
     )
     reward_funcs: list[str] | None = field(

@@ -3,12 +3,15 @@
 - sampling: :func:`sqlgrpo.decoding.decode_repeated` (each prompt of a group prefilled once,
   finished completions leave the batch) where it applies, else TRL's ``generate``;
 - a micro-batch whose advantages are all zero skips its forward and backward;
+- rewards of one batch that check the same SQL (an execution reward and a gated reasoning
+  reward) share each check's outcome;
 - ``completions.jsonl`` in the run folder every ``completions_every`` steps.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +238,15 @@ class SqlGrpoTrainer(GRPOTrainer):
             logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
         super().log(logs, start_time)
 
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's reward computation, with every execution checker among the rewards keeping
+        the outcomes of this batch: a gated reasoning reward then reuses the execution
+        reward's check of each completion instead of running its SQL again."""
+        with ExitStack() as stack:
+            for checker in _execution_checkers(self.reward_funcs):
+                stack.enter_context(checker.remember_outcomes())
+            return super()._calculate_rewards(*args, **kwargs)
+
     def _write_completions(self) -> None:
         step = self.state.global_step
         if (
@@ -257,3 +269,16 @@ class SqlGrpoTrainer(GRPOTrainer):
             prefill=self.prefill,
             limit=self.completions_count,
         )
+
+
+def _execution_checkers(reward_funcs: list[Any]) -> list[Any]:
+    """The distinct SQL checkers of ``reward_funcs``: an execution reward's, and the inner
+    execution check of a gated reward (``.execution``), each once."""
+    checkers: list[Any] = []
+    for func in reward_funcs:
+        for holder in (func, getattr(func, "execution", None)):
+            checker = getattr(holder, "checker", None)
+            if checker is not None and hasattr(checker, "remember_outcomes"):
+                if not any(checker is seen for seen in checkers):
+                    checkers.append(checker)
+    return checkers

@@ -11,6 +11,9 @@ Profiles:
 * ``spec_gated``: ``spec`` with the reasoning-quality reward paid only when the completion's
   SQL runs (``gate="executes"``): not in the SPEC; the remedy for a policy that games the
   reasoning reward with longer explanations while its SQL gets worse.
+* ``strict_gated``: ``strict`` with the reasoning-quality reward paid only when the SQL is
+  correct (``gate="correct"``): every reward but format and complexity then needs a right
+  answer. Not in the SPEC.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ REWARD_PROFILES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("soft_format", {}),
         ("execution", {}),
         ("reasoning_quality", {"gate": "executes"}),
+        ("complexity", {}),
+    ],
+    "strict_gated": [
+        ("strict_format", {}),
+        ("execution", {"strict": True}),
+        ("reasoning_quality", {"gate": "correct"}),
         ("complexity", {}),
     ],
 }
