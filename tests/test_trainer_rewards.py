@@ -64,9 +64,11 @@ def test_gated_reasoning_reuses_the_execution_check(profile: str, monkeypatch) -
     assert funcs[1].checker._outcomes is None  # the memo does not outlive the batch
 
 
-def test_rewards_without_sql_checks_pass_through(monkeypatch) -> None:
-    funcs = build_profile("spec")  # the reasoning reward has no gate: one checker in all
-    from sqlgrpo.trainer import _execution_checkers
+def test_execution_checks_find_gated_and_plain_checks() -> None:
+    from sqlgrpo.rewards.registry import execution_checks
 
-    assert _execution_checkers(funcs) == [funcs[1].checker]
-    assert _execution_checkers([lambda completions, **kw: [0.0] * len(completions)]) == []
+    spec = build_profile("spec")  # the reasoning reward has no gate: one check in all
+    assert execution_checks(spec) == [spec[1]]
+    gated = build_profile("spec_gated")
+    assert execution_checks(gated) == [gated[1], gated[2].execution]
+    assert execution_checks([lambda completions, **kw: [0.0] * len(completions)]) == []

@@ -18,6 +18,7 @@ from typing import Any
 from trl import GRPOTrainer
 
 from sqlgrpo.callbacks import write_completions
+from sqlgrpo.rewards.registry import execution_checks
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +243,9 @@ class SqlGrpoTrainer(GRPOTrainer):
         """TRL's reward computation, with every execution checker among the rewards keeping
         the outcomes of this batch: a gated reasoning reward then reuses the execution
         reward's check of each completion instead of running its SQL again."""
+        checkers = {id(e.checker): e.checker for e in execution_checks(self.reward_funcs)}
         with ExitStack() as stack:
-            for checker in _execution_checkers(self.reward_funcs):
+            for checker in checkers.values():
                 stack.enter_context(checker.remember_outcomes())
             return super()._calculate_rewards(*args, **kwargs)
 
@@ -269,16 +271,3 @@ class SqlGrpoTrainer(GRPOTrainer):
             prefill=self.prefill,
             limit=self.completions_count,
         )
-
-
-def _execution_checkers(reward_funcs: list[Any]) -> list[Any]:
-    """The distinct SQL checkers of ``reward_funcs``: an execution reward's, and the inner
-    execution check of a gated reward (``.execution``), each once."""
-    checkers: list[Any] = []
-    for func in reward_funcs:
-        for holder in (func, getattr(func, "execution", None)):
-            checker = getattr(holder, "checker", None)
-            if checker is not None and hasattr(checker, "remember_outcomes"):
-                if not any(checker is seen for seen in checkers):
-                    checkers.append(checker)
-    return checkers

@@ -161,13 +161,19 @@ def build_rewards(
     return share_checker(rewards)
 
 
+def execution_checks(rewards: list[Callable[..., list[float]]]) -> list[ExecutionReward]:
+    """The execution checks among ``rewards``: each execution reward, then the inner check of
+    each gated reward (``.execution``)."""
+    executions = [r for r in rewards if isinstance(r, ExecutionReward)]
+    return executions + [r.execution for r in rewards if getattr(r, "execution", None) is not None]
+
+
 def share_checker(
     rewards: list[Callable[..., list[float]]], checker: Any = None
 ) -> list[Callable[..., list[float]]]:
     """Give every execution check among ``rewards`` one checker (its database and gold-result
     caches): ``checker`` when given, else the first execution reward's. Returns ``rewards``."""
-    executions = [r for r in rewards if isinstance(r, ExecutionReward)]
-    executions += [r.execution for r in rewards if getattr(r, "execution", None) is not None]
+    executions = execution_checks(rewards)
     if checker is None and executions:
         checker = executions[0].checker
     for execution in executions:
