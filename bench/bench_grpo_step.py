@@ -1,11 +1,13 @@
 """A GRPO step: TRL's stock ``GRPOTrainer`` against sqlgrpo's, side by side in one process.
 
-Both trainers get the same model (loaded fresh for each), prompts, rewards (the spec's
-four), seed and ``GRPOConfig``; each trains ``--warmup + --steps`` steps and the first
-``--warmup`` are dropped. sqlgrpo's zero-variance skip is off here, so both sides always run
-the loss. Per step the bench times, on the trainer instances:
+The trainers (``--sides``: stock, sqlgrpo with its exact torch sampler, and sqlgrpo with the
+opt-in llama.cpp sampler) get the same model (loaded fresh for each), prompts, rewards (the
+spec's four), seed and ``GRPOConfig``; each trains ``--warmup + --steps`` steps and the first
+``--warmup`` are dropped (the llama.cpp side builds its GGUF mirror in its first step).
+sqlgrpo's zero-variance skip is off here, so every side always runs the loss. Per step the
+bench times, on the trainer instances:
 
-- sampling: ``_generate_single_turn``;
+- sampling: ``_generate_single_turn`` (for llama.cpp, the mirror's refresh included);
 - rewards: ``_calculate_rewards``;
 - loss forward + backward: ``training_step`` minus ``_prepare_inputs`` (sampling, rewards,
   advantages);
@@ -43,7 +45,13 @@ from benchmarks_md import write_section
 
 SPIDER = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "spider_train_subset"
 PREFILL = "<reasoning>\n"
-SIDES = ("stock", "sqlgrpo")
+# trainer name -> (label, SqlGrpoTrainer's rollout_sampler; None: TRL's stock GRPOTrainer)
+SIDES = {
+    "stock": ("stock", None),
+    "sqlgrpo": ("sqlgrpo", "torch"),
+    "llama-cpp": ("sqlgrpo, llama.cpp sampler (opt-in)", "llama-cpp"),
+}
+MISMATCH = "sampling/sampling_logp_difference/mean"
 
 
 class StepClock(TrainerCallback):
@@ -53,6 +61,7 @@ class StepClock(TrainerCallback):
         self.steps: list[float] = []
         self.optimizer: list[float] = []
         self.lengths: list[float] = []
+        self.mismatch: list[float] = []
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step = time.perf_counter()
@@ -69,6 +78,8 @@ class StepClock(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "completions/mean_length" in logs:
             self.lengths.append(float(logs["completions/mean_length"]))
+        if logs and MISMATCH in logs:
+            self.mismatch.append(float(logs[MISMATCH]))
 
 
 def _timed(trainer: Any, name: str, record: dict[str, list[float]]) -> None:
@@ -161,10 +172,13 @@ def run_steps(case: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
             model=model, reward_funcs=rewards, args=config, train_dataset=dataset,
             processing_class=tokenizer, callbacks=[clock],
         )  # fmt: skip
-        if side == "stock":
+        sampler = SIDES[side][1]
+        if sampler is None:
             trainer = GRPOTrainer(**common)
         else:
-            trainer = SqlGrpoTrainer(**common, prefill=PREFILL, skip_zero_variance=False)
+            trainer = SqlGrpoTrainer(
+                **common, prefill=PREFILL, skip_zero_variance=False, rollout_sampler=sampler
+            )
         record: dict[str, list[float]] = defaultdict(list)
         for name in ("_generate_single_turn", "_calculate_rewards", "_prepare_inputs"):
             _timed(trainer, name, record)
@@ -180,6 +194,7 @@ def run_steps(case: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
         "loss": loss[keep],
         "optimizer": clock.optimizer[keep],
         "length": clock.lengths[keep],
+        "mismatch": clock.mismatch[keep],
         "prompt_tokens": statistics.mean(_prompt_tokens(s, prompt, tokenizer) for s in samples),
     }
     del trainer, model
@@ -288,18 +303,27 @@ def _step_table(case: str, result: dict[str, Any]) -> list[str]:
         "completion tokens | tokens/s | prompt tokens |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for side in SIDES:
+    sides = [side for side in SIDES if side in result]
+    for side in sides:
         r = result[side]
         step = _median(r["step"])
         length = statistics.mean(r["length"]) if r["length"] else float("nan")
         per_step = length * result["generations"]
         lines.append(
-            f"| {side} | {step:.1f} | {_median(r['sampling']):.1f} | {_median(r['rewards']):.2f} "
+            f"| {SIDES[side][0]} | {step:.1f} | {_median(r['sampling']):.1f} | {_median(r['rewards']):.2f} "
             f"| {_median(r['loss']):.1f} | {_median(r['optimizer']):.2f} | {length:.0f} | "
             f"{per_step / step:.1f} | {r['prompt_tokens']:.0f} |"
         )
-    ratio = _median(result["stock"]["step"]) / _median(result["sqlgrpo"]["step"])
-    lines += ["", f"Median step, stock / sqlgrpo: **{ratio:.2f}x**."]
+    lines.append("")
+    for side in sides[1:]:
+        ratio = _median(result["stock"]["step"]) / _median(result[side]["step"])
+        lines.append(f"Median step, stock / {SIDES[side][0]}: **{ratio:.2f}x**.")
+        if result[side].get("mismatch"):
+            lines.append(
+                f"Sampler mismatch ({SIDES[side][0]}): mean |learner - sampler| log-prob "
+                f"{statistics.mean(result[side]['mismatch']):.1e} nats a token (the sampling "
+                "column includes the mirror's refresh after each optimizer step)."
+            )
     return lines
 
 
@@ -310,8 +334,8 @@ def render(results: dict[str, Any]) -> str:
     cases = [results[c] for c in ("recipe", "spider") if c in results]
     if cases:
         parts.append(
-            f"TRL's stock `GRPOTrainer` and sqlgrpo's `SqlGrpoTrainer`, one after the other in one "
-            f"process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
+            f"TRL's stock `GRPOTrainer` and sqlgrpo's `SqlGrpoTrainer` (exact torch sampler, and "
+            f"the opt-in llama.cpp sampler where measured), one after the other in one process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
             f"{cases[0]['generations']} completions of <= {meta.get('max_tokens')} tokens, "
             "temperature 0.9, no gradient checkpointing, the spec's four rewards, seed 42, the same "
             "prompts). Medians over the steps after the warm-up step(s); seconds. "
@@ -372,6 +396,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help=f"trainers of the step cases, stock first (default: all of {', '.join(SIDES)})",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=Path(tempfile.gettempdir()) / "bench_grpo_step.json",
@@ -398,7 +427,7 @@ def main() -> None:
         else:
             results[case] = {"generations": args.generations, "steps": args.steps,
                              "warmup": args.warmup}  # fmt: skip
-            for side in SIDES:
+            for side in args.sides.split(","):
                 results[case][side] = run_steps(case, side, args)
                 print(case, side, results[case][side], flush=True)
         meta = results.setdefault("meta", {"commands": []})

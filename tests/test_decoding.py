@@ -200,11 +200,13 @@ def test_sampling_follows_the_warped_distribution() -> None:
     """One uniform draw per row through the CDF: only top-k tokens, at their probabilities."""
     import torch
 
-    from sqlgrpo.decoding import _pick, _warpers
+    from sqlgrpo.decoding import logits_warpers, pick_tokens
 
     settings = DecodeSettings(max_new_tokens=1, eos_token_ids=frozenset(), temperature=0.7, top_k=3)
     logits = torch.tensor([[2.0, 0.5, 1.5, -1.0, 1.0, -9.0]]).repeat(20_000, 1)
-    picks = _pick(logits, settings, torch.Generator().manual_seed(0), _warpers(settings))
+    picks = pick_tokens(
+        logits, settings, torch.Generator().manual_seed(0), logits_warpers(settings)
+    )
     counts = torch.bincount(picks, minlength=6).double()
     assert set(torch.nonzero(counts).squeeze(1).tolist()) == {0, 2, 4}
     top = torch.tensor([2.0, 1.5, 1.0]) / 0.7

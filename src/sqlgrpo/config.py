@@ -24,6 +24,7 @@ from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
 from sqlgrpo.decoding import DECODERS
+from sqlgrpo.llamacpp_sampler import ROLLOUT_SAMPLERS
 from sqlgrpo.sql.compare import COMPARE_RULES
 
 
@@ -197,6 +198,16 @@ class SqlGrpoArguments:
             "or generate (TRL's model.generate)"
         },
     )
+    rollout_sampler: str = field(
+        default="torch",
+        metadata={
+            "help": "who samples GRPO's completions without vLLM: torch (the policy itself, "
+            "exact) or llama-cpp (an f32 GGUF mirror of the policy refreshed in place after each "
+            "optimizer step; not bit-exact, so each completion's loss is weighted by TRL's "
+            "truncated importance sampling, vllm_importance_sampling_mode/_clip_min/_clip_max). "
+            "Full fine-tuning of fp32 policies only; elsewhere the run says why and uses torch"
+        },
+    )
     shared_prefix_loss: bool = field(
         default=True,
         metadata={
@@ -263,6 +274,10 @@ class SqlGrpoArguments:
             raise ValueError(
                 "generation_decoder must be 'incremental' or 'generate', "
                 f"got {self.generation_decoder!r}"
+            )
+        if self.rollout_sampler not in ROLLOUT_SAMPLERS:
+            raise ValueError(
+                f"rollout_sampler must be one of {ROLLOUT_SAMPLERS}, got {self.rollout_sampler!r}"
             )
         if self.sft_warmup_batch_size <= 0:
             raise ValueError(

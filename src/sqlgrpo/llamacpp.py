@@ -32,6 +32,13 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def cpu_threads() -> int:
+    """The CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _gguf_file(path: str | os.PathLike) -> Path:
     file = Path(path).expanduser()
     if file.is_dir():
@@ -72,8 +79,9 @@ def load_llama(path: str | os.PathLike, *, n_ctx: int = 4096, seed: int = 0) -> 
     from llama_cpp import Llama
 
     file = _gguf_file(path)
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return Llama(model_path=str(file), n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=False)
+    return Llama(
+        model_path=str(file), n_ctx=n_ctx, n_threads=cpu_threads(), seed=seed, verbose=False
+    )
 
 
 class LlamaCppGenerator:

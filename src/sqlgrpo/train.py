@@ -277,6 +277,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         prefill=prompt.prefill,
         skip_zero_variance=script.skip_zero_variance_backward,
         generation_decoder=script.generation_decoder,
+        rollout_sampler=script.rollout_sampler,
         shared_prefix_loss=script.shared_prefix_loss,
     )
     with interrupt:

@@ -1,7 +1,9 @@
 """``SqlGrpoTrainer``: TRL's ``GRPOTrainer`` with sqlgrpo's sampling, loss and run-folder logging.
 
 - sampling: :func:`sqlgrpo.decoding.decode_repeated` (each prompt of a group prefilled once,
-  finished completions leave the batch) where it applies, else TRL's ``generate``;
+  finished completions leave the batch) where it applies, else TRL's ``generate``; or, opt-in
+  (``rollout_sampler="llama-cpp"``), llama.cpp from a GGUF mirror of the policy
+  (:mod:`sqlgrpo.llamacpp_sampler`) with truncated importance sampling in the loss;
 - a micro-batch whose advantages are all zero skips its forward and backward;
 - rewards of one batch that check the same SQL (an execution reward and a gated reasoning
   reward) share each check's outcome;
@@ -55,11 +57,17 @@ class SqlGrpoTrainer(GRPOTrainer):
         prefill: str = "",
         skip_zero_variance: bool = True,
         generation_decoder: str = "incremental",
+        rollout_sampler: str = "torch",
         shared_prefix_loss: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.generation_decoder = generation_decoder
+        self.rollout_sampler = rollout_sampler
+        self._llama: Any = None  # the llama.cpp sampler, built at the first batch it samples
+        self._llama_step = -1  # the optimizer step whose weights the sampler holds
+        self._llama_told = False
+        self._is_inputs: dict[str, Any] | None = None  # the micro-batch whose IS weights are due
         self.shared_prefix_loss = shared_prefix_loss
         self._shared_prefix_told: set[str] = set()
         self.completions_path = completions_path
@@ -70,13 +78,10 @@ class SqlGrpoTrainer(GRPOTrainer):
         self.skipped_backward = 0
         self._last_completions_step = -1
 
-    def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
-        """Why this batch must be sampled with TRL's own path, or None (decided by
-        :func:`sqlgrpo.generation.choose_decoder`, with the trainer's own conditions)."""
-        from sqlgrpo.generation import choose_decoder
-
+    def _sampling_checks(self, images: Any, multimodal_fields: Any) -> list[tuple[bool, str]]:
+        """The trainer's conditions under which only TRL's own sampling path applies."""
         args = self.args
-        checks = [
+        return [
             (self.use_vllm, "vLLM generates"),
             (getattr(self, "use_transformers_continuous_batching", False), "continuous batching"),
             (images is not None or bool(multimodal_fields), "multimodal inputs"),
@@ -85,8 +90,26 @@ class SqlGrpoTrainer(GRPOTrainer):
             (bool(args.generation_kwargs), "generation_kwargs"),
             (args.cache_implementation is not None, "cache_implementation"),
         ]
+
+    def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
+        """Why this batch must be sampled with TRL's own path, or None (decided by
+        :func:`sqlgrpo.generation.choose_decoder`, with the trainer's own conditions)."""
+        from sqlgrpo.generation import choose_decoder
+
         model = self.accelerator.unwrap_model(self.model)
+        checks = self._sampling_checks(images, multimodal_fields)
         return choose_decoder(model, self.generation_decoder, checks)[1]
+
+    def _llama_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
+        """Why the llama.cpp sampler cannot sample this batch, or None."""
+        from sqlgrpo.llamacpp_sampler import unsupported_reason
+
+        checks = self._sampling_checks(images, multimodal_fields) + [
+            (self.loss_type == "vespo", "the vespo loss"),
+            (self.off_policy_mask_threshold is not None, "off_policy_mask_threshold"),
+        ]
+        why = next((why for blocked, why in checks if blocked), None)
+        return why or unsupported_reason(self.accelerator.unwrap_model(self.model))
 
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
@@ -96,7 +119,15 @@ class SqlGrpoTrainer(GRPOTrainer):
 
         started = time.perf_counter()
         why = self._incremental_blocker(images, multimodal_fields)
-        if why is None:
+        llama_why = None
+        if self.rollout_sampler == "llama-cpp":
+            llama_why = self._llama_blocker(images, multimodal_fields)
+            if llama_why is not None and not self._llama_told:
+                logger.warning("rollout_sampler llama-cpp not used (%s): torch samples", llama_why)
+                self._llama_told = True
+        if self.rollout_sampler == "llama-cpp" and llama_why is None:
+            result = self._sample_llama(prompt_ids)
+        elif why is None:
             result = self._sample_incremental(prompt_ids)
         else:
             if not getattr(self, "_told_decoder", False):
@@ -109,14 +140,19 @@ class SqlGrpoTrainer(GRPOTrainer):
         self._metrics[mode]["sampling_seconds"].append(time.perf_counter() - started)
         return result
 
-    def _sample_incremental(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
-        import torch
-        from trl.extras.profiling import profiling_context
-        from trl.models import unwrap_model_for_generation
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's training loop; the llama.cpp sampler (and its GGUF folder) closed after it."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
 
-        from sqlgrpo.decoding import DecodeSettings, decode_repeated
+    def _decode_settings(self) -> Any:
+        from sqlgrpo.decoding import DecodeSettings
 
-        settings = DecodeSettings(
+        return DecodeSettings(
             max_new_tokens=self.max_completion_length,
             eos_token_ids=frozenset(self.eos_token_ids),
             temperature=self.temperature,
@@ -124,6 +160,36 @@ class SqlGrpoTrainer(GRPOTrainer):
             top_k=self.top_k or 0,
             min_p=self.min_p,
         )
+
+    def _sample_llama(
+        self, prompt_ids: list[list[int]]
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Sample with llama.cpp, its mirror refreshed first when an optimizer step has changed
+        the policy; the sampler's log-probabilities go to TRL as ``sampling_per_token_logps``."""
+        from trl.extras.profiling import profiling_context
+
+        from sqlgrpo.llamacpp_sampler import LlamaCppSampler
+
+        model = self.accelerator.unwrap_model(self.model)
+        step = self.state.global_step
+        with profiling_context(self, "sqlgrpo.llama_cpp_refresh"):
+            if self._llama is None:
+                self._llama = LlamaCppSampler(model, self.processing_class)
+                logger.info("GRPO sampling with llama.cpp from %s", self._llama.mirror.path)
+            elif self._llama_step != step:
+                self._llama.refresh(model)
+        self._llama_step = step
+        with profiling_context(self, "sqlgrpo.llama_cpp_sample"):
+            return self._llama.sample(prompt_ids, self._decode_settings())
+
+    def _sample_incremental(self, prompt_ids: list[list[int]]) -> tuple[list[list[int]], None]:
+        import torch
+        from trl.extras.profiling import profiling_context
+        from trl.models import unwrap_model_for_generation
+
+        from sqlgrpo.decoding import decode_repeated
+
+        settings = self._decode_settings()
         with (
             profiling_context(self, "sqlgrpo.decode"),
             unwrap_model_for_generation(
@@ -176,10 +242,12 @@ class SqlGrpoTrainer(GRPOTrainer):
         why = self._shared_prefix_blocker(model, compute_aux_loss, extra)
         if why is not None:
             self._tell_shared_prefix(why)
-            return super()._get_per_token_logps_and_entropies(
+            result = super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size,
                 compute_entropy, compute_aux_loss, **extra,
             )  # fmt: skip
+            self._weigh_advantages(result[0])
+            return result
         size = batch_size or input_ids.size(0)
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), size):
@@ -201,7 +269,9 @@ class SqlGrpoTrainer(GRPOTrainer):
             logps.append(result[0])
             entropies.append(result[1])
         entropy = torch.cat(entropies) if compute_entropy else None
-        return torch.cat(logps), entropy, None
+        logps = torch.cat(logps)
+        self._weigh_advantages(logps)
+        return logps, entropy, None
 
     def _loss_can_skip(self) -> bool:
         args = self.args
@@ -220,6 +290,47 @@ class SqlGrpoTrainer(GRPOTrainer):
         )
         return float(self.accelerator.gather(local).max()) == 0.0
 
+    def _weigh_advantages(self, logps: Any) -> None:
+        """In the loss pass of a micro-batch sampled by llama.cpp: multiply each token's
+        advantage by its truncated importance weight (learner vs sampler log-probabilities;
+        TRL 1.16's ``_compute_loss`` reads the advantages after this pass, and for its
+        ratio-clipped losses a weight w >= 0 on the advantage is w on the token's loss term,
+        as TRL applies vLLM's correction)."""
+        inputs, self._is_inputs = self._is_inputs, None
+        if inputs is None:
+            return
+        from sqlgrpo.importance_sampling import importance_weights
+
+        args = self.args
+        learner = inputs.get("old_per_token_logps")
+        learner = logps.detach() if learner is None else learner
+        sampler = inputs["sampling_per_token_logps"]
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        weights = importance_weights(
+            learner,
+            sampler,
+            mask,
+            args.vllm_importance_sampling_mode,
+            args.vllm_importance_sampling_clip_min,
+            args.vllm_importance_sampling_clip_max,
+        )
+        advantages = inputs["advantages"]
+        inputs["advantages"] = (
+            advantages[:, None] if advantages.dim() == 1 else advantages
+        ) * weights
+        valid = mask.bool()
+        gap = (learner - sampler).abs()[valid]
+        flat = weights.flatten() if weights.shape[1] == 1 else weights[valid]
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        if gap.numel():
+            metrics["sampling/sampling_logp_difference/mean"].append(float(gap.mean()))
+            metrics["sampling/sampling_logp_difference/max"].append(float(gap.max()))
+        if flat.numel():
+            metrics["sampling/importance_sampling_ratio/mean"].append(float(flat.mean()))
+            metrics["sampling/importance_sampling_ratio/min"].append(float(flat.min()))
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self._loss_can_skip() and model.training:
             mode = "train"
@@ -231,7 +342,13 @@ class SqlGrpoTrainer(GRPOTrainer):
                 # A leaf with no path to the parameters: backward is a no-op, grads stay None.
                 return torch.zeros((), device=self.accelerator.device, requires_grad=True)
             self._metrics[mode]["skipped_backward"].append(0.0)
-        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if not self.use_vllm and inputs.get("sampling_per_token_logps") is not None:
+            inputs = dict(inputs)  # the loss pass rewrites its advantages (_weigh_advantages)
+            self._is_inputs = inputs
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self._is_inputs = None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         self._write_completions()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sqlgrpo.export import GGUF_TYPES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` command."""
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="training run folder (or a model folder)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
     p.add_argument(
-        "--gguf", default=None, choices=("f16", "q8_0"), help="also write a GGUF file of this type"
+        "--gguf", default=None, choices=GGUF_TYPES, help="also write a GGUF file of this type"
     )
     p.set_defaults(handler=_run)
 
