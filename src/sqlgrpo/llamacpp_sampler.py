@@ -22,7 +22,8 @@ import logging
 import shutil
 import tempfile
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -53,6 +54,20 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Raise the named loggers to WARNING for the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
 def _block_id(name: str) -> int | None:
     """The layer number in a parameter name (``model.layers.3.mlp...`` -> 3), as the converter
     reads it."""
@@ -73,9 +88,10 @@ class GgufMirror:
         tokenizer.save_pretrained(hf_dir)
         self.path = convert_to_gguf(hf_dir, "f32")
         arch = get_model_architecture(model.config.to_dict(), ModelType.TEXT)
-        self._converter = get_model_class(arch)(
-            hf_dir, gguf.LlamaFileType.ALL_F32, self.path, dry_run=True
-        )
+        with _quiet("hf-to-gguf", "gguf"):  # the converter's progress lines, once per run
+            self._converter = get_model_class(arch)(
+                hf_dir, gguf.LlamaFileType.ALL_F32, self.path, dry_run=True
+            )
         self._reader = gguf.GGUFReader(self.path, "r+")
         self._views = {t.name: t.data for t in self._reader.tensors}
         (hf_dir / "model.safetensors").unlink(missing_ok=True)  # the GGUF holds the weights
