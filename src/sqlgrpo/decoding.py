@@ -126,6 +126,17 @@ def decode(
         return _decode_loop(model, cache, logits, mask, positions, settings, generator, cache_arg)
 
 
+def prompt_runs(rows: Sequence[Sequence[int]]) -> list[tuple[Sequence[int], list[int]]]:
+    """The batch as runs of equal consecutive prompts (GRPO groups): (prompt, its row indices)."""
+    runs: list[tuple[Sequence[int], list[int]]] = []
+    for index, row in enumerate(rows):
+        if runs and list(runs[-1][0]) == list(row):
+            runs[-1][1].append(index)
+        else:
+            runs.append((row, [index]))
+    return runs
+
+
 def decode_repeated(
     model: Any, rows: Sequence[Sequence[int]], settings: DecodeSettings, *, generator: Any = None
 ) -> list[list[int]]:
@@ -134,13 +145,8 @@ def decode_repeated(
     Each distinct prompt is prefilled once and its cache copied to its k samples; a batch
     that is not made of equal runs is decoded row by row as given.
     """
-    runs: list[tuple[Sequence[int], int]] = []
-    for row in rows:
-        if runs and list(runs[-1][0]) == list(row):
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((row, 1))
-    counts = {count for _, count in runs}
+    runs = prompt_runs(rows)
+    counts = {len(indices) for _, indices in runs}
     if len(counts) == 1 and (k := counts.pop()) > 1:
         return decode(model, [r for r, _ in runs], settings, samples_per_row=k, generator=generator)
     return decode(model, rows, settings, generator=generator)

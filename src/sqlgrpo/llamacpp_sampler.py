@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from sqlgrpo.decoding import DecodeSettings, logits_warpers, pick_tokens
+from sqlgrpo.decoding import DecodeSettings, logits_warpers, pick_tokens, prompt_runs
 from sqlgrpo.llamacpp import cpu_threads, llama_cpp_available
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ class LlamaCppRollouts:
         self._ctx: Any = None
         self._batch: Any = None
         self._capacity = (0, 0)  # (cells, sequences) of the current context
+        self._n_batch = 0  # tokens one llama_decode call takes in the current context
         llama_cpp.llama_backend_init()
         self.reload()
 
@@ -161,7 +162,7 @@ class LlamaCppRollouts:
         if self._ctx is not None:
             self._lib.llama_batch_free(self._batch)
             self._lib.llama_free(self._ctx)
-            self._ctx, self._batch, self._capacity = None, None, (0, 0)
+            self._ctx, self._batch, self._capacity, self._n_batch = None, None, (0, 0), 0
 
     def _context(self, cells: int, sequences: int) -> None:
         if self._ctx is not None and cells <= self._capacity[0] and sequences <= self._capacity[1]:
@@ -179,7 +180,7 @@ class LlamaCppRollouts:
         if not self._ctx:
             raise RuntimeError(f"llama.cpp could not create a context of {cells} cells")
         self._batch = self._lib.llama_batch_init(params.n_batch, 0, sequences)
-        self._capacity = (cells, sequences)
+        self._capacity, self._n_batch = (cells, sequences), params.n_batch
 
     def _decode(self, entries: list[tuple[int, int, Sequence[int], bool]]) -> Any:
         """Run ``(token, position, sequence ids, wants logits)`` entries in batches of at most
@@ -188,9 +189,8 @@ class LlamaCppRollouts:
         import torch
 
         rows = []
-        size = min(self._capacity[0], 512)
-        for start in range(0, len(entries), size):
-            chunk = entries[start : start + size]
+        for start in range(0, len(entries), self._n_batch):
+            chunk = entries[start : start + self._n_batch]
             b = self._batch
             b.n_tokens = len(chunk)
             for i, (token, pos, seqs, wants) in enumerate(chunk):
@@ -212,12 +212,7 @@ class LlamaCppRollouts:
         prompt is evaluated once) and the sampler's log-probability of each of its tokens."""
         import torch
 
-        groups: list[tuple[Sequence[int], list[int]]] = []
-        for row, prompt in enumerate(prompts):
-            if groups and list(groups[-1][0]) == list(prompt):
-                groups[-1][1].append(row)
-            else:
-                groups.append((prompt, [row]))
+        groups = prompt_runs(prompts)
         total = len(prompts)
         cells = sum(len(p) for p, _ in groups) + total * settings.max_new_tokens
         self._context(cells, total)

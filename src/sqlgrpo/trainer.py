@@ -118,16 +118,15 @@ class SqlGrpoTrainer(GRPOTrainer):
         import time
 
         started = time.perf_counter()
-        why = self._incremental_blocker(images, multimodal_fields)
-        llama_why = None
+        llama_why = "not asked for"
         if self.rollout_sampler == "llama-cpp":
             llama_why = self._llama_blocker(images, multimodal_fields)
             if llama_why is not None and not self._llama_told:
                 logger.warning("rollout_sampler llama-cpp not used (%s): torch samples", llama_why)
                 self._llama_told = True
-        if self.rollout_sampler == "llama-cpp" and llama_why is None:
+        if llama_why is None:
             result = self._sample_llama(prompt_ids)
-        elif why is None:
+        elif (why := self._incremental_blocker(images, multimodal_fields)) is None:
             result = self._sample_incremental(prompt_ids)
         else:
             if not getattr(self, "_told_decoder", False):
