@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -198,3 +199,37 @@ def test_padding_free_batches_give_the_padded_loss_and_gradients(tiny, tmp_path:
     model.zero_grad()
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
     assert torch.allclose(results[True][1], results[False][1], atol=1e-6, rtol=1e-4)
+
+
+def test_warmup_rows_tokenize_as_inference_does_with_a_bos_adding_tokenizer(
+    tiny, tmp_path: Path
+) -> None:
+    """A template that writes the BOS (Gemma's) with a tokenizer that adds one too: TRL
+    tokenizes the warm-up text with special tokens, so the row must not start with two BOS;
+    the trained ids are the ids inference feeds (rendered prompt, no special tokens added)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from sqlgrpo.data import PromptConfig, load_samples, render_sample_prompt
+    from sqlgrpo.models import GEMMA_TURN_TEMPLATE
+    from sqlgrpo.warmup import warmup_dataset
+
+    model, base_tokenizer = tiny
+    tokenizer = copy.deepcopy(base_tokenizer)
+    tokenizer.add_bos_token = True
+    tokenizer.chat_template = GEMMA_TURN_TEMPLATE
+    assert tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id
+    samples = load_samples("bundled", split="train", limit=2).samples
+    cfg = PromptConfig(prefill="<reasoning>\n")
+    dataset = warmup_dataset(samples, cfg, tokenizer, "concise")
+    args = SFTConfig(output_dir=str(tmp_path), completion_only_loss=True, max_length=None,
+                     use_cpu=True, report_to=[])  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    for i, sample in enumerate(samples):
+        row = trainer.train_dataset[i]
+        prompt_ids = tokenizer(
+            render_sample_prompt(sample, cfg, tokenizer), add_special_tokens=False
+        )["input_ids"]
+        assert prompt_ids[0] == tokenizer.bos_token_id and prompt_ids[1] != tokenizer.bos_token_id
+        assert row["input_ids"][: len(prompt_ids)] == prompt_ids
+        first_trained = next(i for i, label in enumerate(row["labels"]) if label != -100)
+        assert first_trained == len(prompt_ids)  # the loss starts where the completion does

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlgrpo.config import ConfigError
 from sqlgrpo.data import PromptConfig, Sample, render_sample_prompt
+from sqlgrpo.data.prompts import text_for_tokenizer
 from sqlgrpo.sql.explain import EXPLANATION_STYLES, explain_sql, schema_tables
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ def warmup_dataset(
     for sample in samples:
         rows.append(
             {
-                "prompt": render_sample_prompt(sample, prompt, tokenizer),
+                "prompt": text_for_tokenizer(
+                    render_sample_prompt(sample, prompt, tokenizer), tokenizer
+                ),
                 "completion": warmup_target(sample.sql, sample.schema, prompt.prefill, style),
             }
         )

@@ -129,10 +129,15 @@ def trainer_prompt(sample: Sample, cfg: PromptConfig, tokenizer: Any) -> Any:
     """
     if not cfg.prefill:
         return build_messages(sample, cfg)
-    text = render_sample_prompt(sample, cfg, tokenizer)
+    return text_for_tokenizer(render_sample_prompt(sample, cfg, tokenizer), tokenizer)
+
+
+def text_for_tokenizer(text: str, tokenizer: Any) -> str:
+    """A rendered prompt without the BOS its chat template wrote when the tokenizer adds one
+    itself (TRL tokenizes text with the special tokens), so the ids match inference's."""
     bos = getattr(tokenizer, "bos_token", None)
     if bos and text.startswith(bos) and _tokenizer_adds_bos(tokenizer):
-        text = text[len(bos) :]
+        return text[len(bos) :]
     return text
 
 
