@@ -122,8 +122,6 @@ def gguf_package_dir(spec: GGUFPackageModel) -> Path:
 
 def assemble_gguf(spec: GGUFPackageModel, out_dir: Path) -> Path:
     """Have a chunked package rebuild its GGUF into ``out_dir`` (it checks the sha256)."""
-    import importlib
-
     gguf_package_dir(spec)  # a clear error when the package is missing
     try:
         return Path(importlib.import_module(spec.package).assemble(out_dir / spec.filename))
