@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _row(name: str, folder: Path, reference: Path) -> str:
-    from sqlgrpo.metrics import compare_runs, read_records
+    from sqlgrpo.evaluation.metrics import compare_runs, read_records
 
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     records = list(read_records(folder / "predictions.jsonl").values())

@@ -1,12 +1,12 @@
 """Evaluation throughput: a sequential loop, batched ``generate`` and the incremental decoder.
 
-Runs the full ``sqlgrpo.evaluate.evaluate`` (generation + extraction + execution +
+Runs the full ``sqlgrpo.evaluation.evaluate.evaluate`` (generation + extraction + execution +
 rewards) per model on the same examples in each mode, alternating rounds and
 keeping each mode's best time:
 
 - ``sequential``: batch size 1 with transformers' ``generate`` (the per-example loop);
 - ``batched``: left-padded ``generate`` on batches;
-- ``incremental``: :mod:`sqlgrpo.decoding` on the same batches (shared prompt prefix
+- ``incremental``: :mod:`sqlgrpo.generation.decoding` on the same batches (shared prompt prefix
   run once, chunked prefill, finished rows leave the batch).
 
 Models: a tiny random Llama (always), the embedded SmolLM2-135M when the
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks_md import write_section
-from sqlgrpo.evaluate import EvalConfig, evaluate
+from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate
 from sqlgrpo.generation import GenerationConfig, HFGenerator
 
 
@@ -182,7 +182,7 @@ def main() -> None:
             f"Full `evaluate()` (generation + extraction + sandboxed execution + rewards) on {args.n} "
             f"bundled test examples, greedy, {args.max_new_tokens} new tokens, prefill `<reasoning>`; "
             f"sequential = batch size 1 with `generate`, batched = left-padded `generate` on "
-            f"batches of {args.batch_size}, incremental = `sqlgrpo.decoding` on the same batches "
+            f"batches of {args.batch_size}, incremental = `sqlgrpo.generation.decoding` on the same batches "
             f"(the default); best of {args.rounds} alternating rounds. CPU: "
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads "
             "(machine shared with other jobs: ratios are the reliable figure). Examples per second, "

@@ -43,7 +43,8 @@ def _agreement(a: dict[str, dict], b: dict[str, dict], key: str) -> tuple[int, i
 
 def run(run_dir: Path, work: Path, limit: int) -> str:
     """Export, evaluate the three models, return the Markdown section."""
-    from sqlgrpo.export import convert_to_gguf, export_model
+    from sqlgrpo.models.export import export_model
+    from sqlgrpo.models.gguf import convert_to_gguf
 
     export = work / "export"
     if not (export / "model-f16.gguf").is_file():

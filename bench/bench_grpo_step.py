@@ -154,10 +154,10 @@ def run_steps(case: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train ``warmup + steps`` steps with one trainer; per-step times past the warm-up."""
     from trl import GRPOTrainer
 
-    from sqlgrpo.config import SqlGrpoArguments
     from sqlgrpo.data import PromptConfig
-    from sqlgrpo.train import build_dataset, build_rewards
-    from sqlgrpo.trainer import SqlGrpoTrainer
+    from sqlgrpo.training.config import SqlGrpoArguments
+    from sqlgrpo.training.train import build_dataset, build_rewards
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
 
     model, tokenizer = _model(args.model_path)
     prompt = PromptConfig(prefill=PREFILL)
@@ -210,7 +210,7 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 
     from sqlgrpo.data import PromptConfig, load_samples
     from sqlgrpo.data import trainer_prompt as prompt_column
-    from sqlgrpo.trainer import SqlGrpoTrainer
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
 
     model, tokenizer = _model(args.model_path)
     prompt = PromptConfig(prefill=PREFILL)
@@ -287,8 +287,8 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_rewards_for_loss() -> list[Any]:
-    from sqlgrpo.config import SqlGrpoArguments
-    from sqlgrpo.train import build_rewards
+    from sqlgrpo.training.config import SqlGrpoArguments
+    from sqlgrpo.training.train import build_rewards
 
     return build_rewards(SqlGrpoArguments(), PREFILL)
 

@@ -9,13 +9,13 @@ learner's per-token log-probabilities (at the sampling temperature) of the compl
 exact sampler drew, each scored the way it would be used (the sampler one token at a time
 with its cache, the learner over the whole sequence).
 
-llama.cpp (``llama-cpp-python``, through :class:`sqlgrpo.llamacpp_sampler.LlamaCppRollouts`)
+llama.cpp (``llama-cpp-python``, through :class:`sqlgrpo.training.llamacpp_sampler.LlamaCppRollouts`)
 is measured the same way from GGUF copies of the model (f32, f16, q8_0, written by llama.cpp's
 own converter): the prompt is evaluated once for all rows (its cache cells belong to every
 sequence), then each step decodes one token per row in one batch, and the sampler's
 log-probability of each drawn token is kept. A sampler refreshed after every optimizer step
 pays for the refresh: converting again (save, convert, open), or, as the trainer does, the
-f32 mirror's in-place rewrite (:class:`sqlgrpo.llamacpp_sampler.LlamaCppSampler`).
+f32 mirror's in-place rewrite (:class:`sqlgrpo.training.llamacpp_sampler.LlamaCppSampler`).
 
     python bench/bench_sampler.py --rows 8 --steps 64
 
@@ -57,7 +57,7 @@ def step_ms(model: Any, prompt: list[int], rows: int, steps: int) -> tuple[float
     """Milliseconds per decoding step of ``rows`` samples of ``prompt`` (after a warm-up run)."""
     import torch
 
-    from sqlgrpo.decoding import DecodeSettings, decode
+    from sqlgrpo.generation.decoding import DecodeSettings, decode
 
     settings = DecodeSettings(
         max_new_tokens=steps, eos_token_ids=frozenset(), temperature=TEMPERATURE
@@ -73,7 +73,7 @@ def incremental_logps(model: Any, ids: Any, prompt_len: int) -> Any:
     """Log-probabilities of ``ids[:, prompt_len:]``, fed one token at a time (as sampled)."""
     import torch
 
-    from sqlgrpo.decoding import cache_argument, output_cache
+    from sqlgrpo.generation.decoding import cache_argument, output_cache
 
     cache_arg = cache_argument(model)
     with torch.inference_mode():
@@ -113,7 +113,7 @@ def _timed_sample(rollouts: Any, prompt: list[int], rows: int, steps: int) -> tu
     """Milliseconds per step of ``rows`` samples of ``steps`` tokens (after a warm-up run)."""
     import torch
 
-    from sqlgrpo.decoding import DecodeSettings
+    from sqlgrpo.generation.decoding import DecodeSettings
 
     settings = DecodeSettings(
         max_new_tokens=steps, eos_token_ids=frozenset(), temperature=TEMPERATURE
@@ -127,11 +127,11 @@ def _timed_sample(rollouts: Any, prompt: list[int], rows: int, steps: int) -> tu
 def llama_runs(
     model: Any, tokenizer: Any, prompt: list[int], rows: int, steps: int, types: list[str]
 ) -> list[LlamaRun]:
-    """Sample with llama.cpp (``sqlgrpo.llamacpp_sampler``) from each GGUF type written by the
+    """Sample with llama.cpp (``sqlgrpo.training.llamacpp_sampler``) from each GGUF type written by the
     converter (refresh: save, convert, open), then from the trainer's in-place f32 mirror
     (refresh: :meth:`LlamaCppSampler.refresh`, median of 3)."""
-    from sqlgrpo.export import convert_to_gguf
-    from sqlgrpo.llamacpp_sampler import LlamaCppRollouts, LlamaCppSampler
+    from sqlgrpo.models.gguf import convert_to_gguf
+    from sqlgrpo.training.llamacpp_sampler import LlamaCppRollouts, LlamaCppSampler
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +205,7 @@ def main() -> None:
     int8_sampler = incremental_logps(quantized, ids, len(prompt))
     # (name, ms per step, mismatch, refresh seconds)
     rows = [
-        ("exact (fp32, `sqlgrpo.decoding`)", exact_ms, float((exact_sampler - learner).abs().mean()), 0.0),
+        ("exact (fp32, `sqlgrpo.generation.decoding`)", exact_ms, float((exact_sampler - learner).abs().mean()), 0.0),
         ("int8 weight-only (torch dynamic, per-channel)", int8_ms,
          float((int8_sampler - learner).abs().mean()), refresh),
     ]  # fmt: skip

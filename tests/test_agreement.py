@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.agreement import judge_execution_agreement
-from sqlgrpo.judge import parse_judgement, summarize
+from sqlgrpo.evaluation.agreement import judge_execution_agreement
+from sqlgrpo.evaluation.judge import parse_judgement, summarize
 
 SPEC = json.loads((Path(__file__).parent / "fixtures" / "judge_agreement_cases.json").read_text())
 

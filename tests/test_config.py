@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.config import ConfigError, known_fields, parse_run_config, read_recipe
+from sqlgrpo.training.config import ConfigError, known_fields, parse_run_config, read_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))

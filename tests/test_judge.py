@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.judge import (
+from sqlgrpo.evaluation.judge import (
     JUDGE_PROMPT,
     JudgeConfig,
     build_prompt,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.judge import JudgeConfig, judge_eval_dir
+from sqlgrpo.evaluation.judge import JudgeConfig, judge_eval_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOOD = (

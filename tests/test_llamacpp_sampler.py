@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from sqlgrpo.decoding import DecodeSettings, decode
-from sqlgrpo.importance_sampling import importance_weights
+from sqlgrpo.generation.decoding import DecodeSettings, decode
+from sqlgrpo.training.importance_sampling import importance_weights
 
 MISSING = next(
     (
@@ -45,7 +45,7 @@ def policy(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def sampler(policy):
-    from sqlgrpo.llamacpp_sampler import LlamaCppSampler
+    from sqlgrpo.training.llamacpp_sampler import LlamaCppSampler
 
     model, tokenizer = policy
     made = LlamaCppSampler(model, tokenizer)
@@ -133,7 +133,7 @@ def test_importance_weights_modes() -> None:
 
 
 def test_loss_pass_weighs_each_advantage_by_its_importance_ratio() -> None:
-    from sqlgrpo.trainer import SqlGrpoTrainer
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
 
     sampler = torch.tensor([[-1.0, -2.0], [-0.5, -0.5]])
     learner = torch.tensor([[-1.0, -1.0], [-0.5, -3.0]])

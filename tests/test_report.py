@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sqlgrpo.cli import main
-from sqlgrpo.metrics import aggregate
-from sqlgrpo.report import ReportConfig, build_report, reward_curves
+from sqlgrpo.evaluation.metrics import aggregate
+from sqlgrpo.evaluation.report import ReportConfig, build_report, reward_curves
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -224,7 +224,7 @@ def test_report_with_two_baselines(run_dir: Path, baseline_dir: Path, tmp_path: 
 
 def test_report_with_a_second_split(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
     """A group on another split gets its own metrics table and paired comparisons, titled."""
-    from sqlgrpo.report import EvalGroup
+    from sqlgrpo.evaluation.report import EvalGroup
 
     held = [
         _eval_dir(tmp_path / "held" / name, FIXTURES / predictions)
@@ -249,7 +249,7 @@ def test_report_with_a_second_split(run_dir: Path, baseline_dir: Path, tmp_path:
 
 
 def test_cli_report_group_spelling(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
-    from sqlgrpo.report import EvalGroup
+    from sqlgrpo.evaluation.report import EvalGroup
 
     assert EvalGroup.parse("held out=a,b,c") == EvalGroup("held out", ("a", "b", "c"))
     for bad in ("no-equals", "=a,b", "title=a"):
@@ -274,7 +274,7 @@ def test_cli_report_repeated_baseline(run_dir: Path, baseline_dir: Path) -> None
 
 
 def test_rolling_mean_smooths_the_raw_points() -> None:
-    from sqlgrpo.report import rolling_mean, smoothing_window
+    from sqlgrpo.evaluation.report import rolling_mean, smoothing_window
 
     assert rolling_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert rolling_mean([0.0, 1.0, 0.0, 1.0, 0.0, 1.0], 3) == pytest.approx(
@@ -288,7 +288,7 @@ def test_rolling_mean_smooths_the_raw_points() -> None:
 
 
 def test_report_names_the_rule_and_shows_judge_agreement(run_dir: Path) -> None:
-    from sqlgrpo.agreement import judge_execution_agreement
+    from sqlgrpo.evaluation.agreement import judge_execution_agreement
 
     records = [json.loads(line) for line in (run_dir / "eval" / "predictions.jsonl").open()]
     metrics_path = run_dir / "eval" / "metrics.json"

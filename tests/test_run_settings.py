@@ -9,7 +9,7 @@ import pytest
 
 from sqlgrpo.cli import main
 from sqlgrpo.data import DEFAULT_SYSTEM_PROMPT
-from sqlgrpo.run_settings import (
+from sqlgrpo.models.run_settings import (
     EXPORT_SETTINGS_FILE,
     PromptSettings,
     read_settings_file,

@@ -4,7 +4,7 @@ Each case builds a real ``SqlGrpoTrainer`` (so TRL patches the model with its fu
 head, wraps LoRA, builds the reference), then scores one micro-batch of real prompts
 (rendered with the chat template, left-padded, of different lengths and mixed in the
 order TRL's shuffle leaves them) with completions of uneven lengths, once through
-``sqlgrpo.shared_prefix`` and once through TRL's ``GRPOTrainer`` method.
+``sqlgrpo.training.shared_prefix`` and once through TRL's ``GRPOTrainer`` method.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import sqlgrpo.shared_prefix as shared_prefix
+import sqlgrpo.training.shared_prefix as shared_prefix
 from sqlgrpo.data import PromptConfig, Sample, build_messages, load_samples
-from sqlgrpo.models import default_cache_dir
+from sqlgrpo.models.aliases import default_cache_dir
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_DATA = FIXTURES / "train_tiny_gretel.jsonl"
@@ -40,7 +40,7 @@ def _trainer(
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from sqlgrpo.trainer import SqlGrpoTrainer
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
 
     peft_config = None
     if lora:
@@ -252,7 +252,7 @@ def test_unsupported_setups_say_why_once_and_use_trl(fresh_tiny, tmp_path, caplo
     expected, _ = _per_token(trainer, inputs, shared=False)
     trainer.model.gradient_checkpointing_enable()
     trainer.model.train()
-    with caplog.at_level(logging.INFO, logger="sqlgrpo.trainer"):
+    with caplog.at_level(logging.INFO, logger="sqlgrpo.training.trainer"):
         for _ in range(2):
             input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
             mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)

@@ -116,7 +116,7 @@ REAL = json.loads(
 
 def test_official_verdicts_on_spider_databases(spider_subset_path: Path, tmp_path: Path) -> None:
     """Per question, on official-format files over the real Spider databases."""
-    from sqlgrpo.sql.spider_official import score_files
+    from sqlgrpo.sql.official_files import score_files
 
     cases = REAL["cases"]
     gold_file, pred_file = tmp_path / "gold.txt", tmp_path / "pred.txt"
@@ -134,7 +134,7 @@ def test_official_verdicts_on_spider_databases(spider_subset_path: Path, tmp_pat
 
 
 def test_score_files_checks_lengths(tmp_path: Path) -> None:
-    from sqlgrpo.sql.spider_official import score_files
+    from sqlgrpo.sql.official_files import score_files
 
     (tmp_path / "g.txt").write_text("SELECT 1\tdb\n\nSELECT 2\tdb\n")
     (tmp_path / "p.txt").write_text("SELECT 1\n")

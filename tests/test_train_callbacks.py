@@ -9,13 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from sqlgrpo.callbacks import (
+from sqlgrpo.evaluation.reward_curves import reward_series
+from sqlgrpo.training.callbacks import (
     GracefulInterrupt,
     plot_reward_curves,
     read_metrics,
     write_completions,
 )
-from sqlgrpo.reward_curves import reward_series
 
 
 def _metrics(tmp_path: Path, records: list[dict]) -> Path:
@@ -44,7 +44,7 @@ def test_reward_series_and_plot(tmp_path: Path) -> None:
 def test_training_curves_add_the_completion_length(tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    from sqlgrpo.reward_curves import LENGTH, training_curves
+    from sqlgrpo.evaluation.reward_curves import LENGTH, training_curves
 
     records = [
         {"step": s, "reward": 0.5, "rewards/fmt/mean": 0.5, "completions/mean_length": 60.0 + s}

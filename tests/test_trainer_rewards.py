@@ -20,7 +20,7 @@ def _trainer(reward_funcs: list, monkeypatch: pytest.MonkeyPatch):
     the way TRL's does (completions plus the dataset columns as keyword lists)."""
     from trl import GRPOTrainer
 
-    from sqlgrpo.trainer import SqlGrpoTrainer
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
 
     def parent(self, inputs, prompts, completions, completion_ids_list):
         columns = {key: [row[key] for row in inputs] for key in inputs[0] if key != "prompt"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.evaluate import EvalConfig, evaluate, greedy_twin
+from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate, greedy_twin
 from sqlgrpo.generation import GenerationConfig
-from sqlgrpo.voting import vote_by_execution
+from sqlgrpo.generation.voting import vote_by_execution
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = FIXTURES / "eval_samples.jsonl"
@@ -154,8 +154,8 @@ def test_bird_metrics_in_an_evaluation(tmp_path: Path, tokenizer: object) -> Non
 
 
 def test_writing_answers_vote_by_the_state_they_leave() -> None:
+    from sqlgrpo.generation.voting import result_key
     from sqlgrpo.sql import DatabaseCache
-    from sqlgrpo.voting import result_key
 
     context = "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1), (2);"
     db = DatabaseCache().get(sql_context=context)

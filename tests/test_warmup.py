@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sqlgrpo.config import ConfigError, parse_run_config
 from sqlgrpo.rewards import FormatReward, ReasoningReward
-from sqlgrpo.warmup import explain_sql, schema_tables, warmup_model_args, warmup_target
+from sqlgrpo.training.config import ConfigError, parse_run_config
+from sqlgrpo.training.warmup import explain_sql, schema_tables, warmup_model_args, warmup_target
 
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m-cpu.yaml"
 CREATE_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\"\[]?(\w+)", re.I)
@@ -173,7 +173,7 @@ def test_padding_free_batches_give_the_padded_loss_and_gradients(tiny, tmp_path:
     from trl import SFTConfig, SFTTrainer
 
     from sqlgrpo.data import PromptConfig, load_samples
-    from sqlgrpo.warmup import warmup_dataset
+    from sqlgrpo.training.warmup import warmup_dataset
 
     model, tokenizer = tiny
     samples = load_samples("bundled", split="train", limit=4).samples
@@ -210,8 +210,8 @@ def test_warmup_rows_tokenize_as_inference_does_with_a_bos_adding_tokenizer(
     from trl import SFTConfig, SFTTrainer
 
     from sqlgrpo.data import PromptConfig, load_samples, render_sample_prompt
-    from sqlgrpo.models import GEMMA_TURN_TEMPLATE
-    from sqlgrpo.warmup import warmup_dataset
+    from sqlgrpo.models.aliases import GEMMA_TURN_TEMPLATE
+    from sqlgrpo.training.warmup import warmup_dataset
 
     model, base_tokenizer = tiny
     tokenizer = copy.deepcopy(base_tokenizer)

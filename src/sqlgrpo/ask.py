@@ -1,10 +1,10 @@
 """Put a question to a trained model against a real database: prompt, generate, run, vote.
 
 The prompt is built as in training: the model's run prompt settings
-(:mod:`sqlgrpo.run_settings`) and the schema text the loaders build
+(:mod:`sqlgrpo.models.run_settings`) and the schema text the loaders build
 (:func:`sqlgrpo.data.sqlite_schema` for a SQLite file, the CREATE statements of a
 ``.sql`` script otherwise), through the one prompt renderer. Completions come from
-:mod:`sqlgrpo.generation` (or llama.cpp for a GGUF file). The answer's SQL runs in the
+:mod:`sqlgrpo.generation.backends` (or llama.cpp for a GGUF file). The answer's SQL runs in the
 sandbox (:class:`sqlgrpo.sql.Database`): the file is opened read-only and copied into
 memory, queries run under the read-only authorizer, and anything that writes runs on a
 fresh in-memory copy whose changes are summarised; the user's file is never written.
@@ -24,7 +24,8 @@ from typing import Any
 
 from sqlgrpo.data import Sample, create_statements, render_sample_prompt, sqlite_schema
 from sqlgrpo.generation import GenerationConfig, Generator, generate, make_generator
-from sqlgrpo.run_settings import (
+from sqlgrpo.generation.voting import result_key, vote_by_execution
+from sqlgrpo.models.run_settings import (
     DEFAULT_MAX_NEW_TOKENS,
     PromptSettings,
     ResolvedPrompt,
@@ -34,7 +35,6 @@ from sqlgrpo.sql import Database, ExecResult, statement_type
 from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, capture_tables
 from sqlgrpo.sql.statements import QUERY_TYPES
-from sqlgrpo.voting import result_key, vote_by_execution
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class Answer:
 
 def vote(candidates: list[Candidate]) -> tuple[int, int]:
     """Index of the winning candidate and how many agree with it, by execution result
-    (:mod:`sqlgrpo.voting`; a writing answer votes with the state it leaves); the first
+    (:mod:`sqlgrpo.generation.voting`; a writing answer votes with the state it leaves); the first
     candidate with 1 vote when none ran."""
     index, votes = vote_by_execution([result_key(c.result) for c in candidates])
     return index, votes or (1 if candidates else 0)
@@ -229,7 +229,7 @@ def load_generator(model: str, cfg: GenerationConfig) -> tuple[Generator, Any]:
     from sqlgrpo.models import ModelNotFoundError, resolve_model_path
 
     if model.endswith(".gguf"):
-        from sqlgrpo.llamacpp import load_gguf_tokenizer
+        from sqlgrpo.generation.llamacpp import load_gguf_tokenizer
 
         try:
             tokenizer = load_gguf_tokenizer(model)

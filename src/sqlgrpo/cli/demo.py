@@ -42,7 +42,7 @@ class DemoPlan:
     """Where each stage of the demo reads and writes."""
 
     out: Path
-    run: Any  # the recipe parsed as `sqlgrpo train` parses it (sqlgrpo.config.RunConfig)
+    run: Any  # the recipe parsed as `sqlgrpo train` parses it (sqlgrpo.training.config.RunConfig)
     eval_data: str
     eval_split: str | None
     eval_limit: int | None
@@ -150,7 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _plan(args: argparse.Namespace) -> DemoPlan:
     """Parse the recipe (with ``--train-arg`` overrides) exactly as ``sqlgrpo train`` does."""
-    from sqlgrpo.config import parse_run_config
+    from sqlgrpo.training.config import parse_run_config
 
     recipe = Path(args.recipe)
     if not recipe.is_file():
@@ -176,7 +176,7 @@ def _evaluate(plan: DemoPlan, split: EvalSplit, name: str, model: str, prompt: A
     """Evaluate ``model`` on ``split`` (the seeded sample, or the held-out ids), prompted as
     it was trained (``prompt`` for the base model, which has no run of its own: the recipe's
     settings)."""
-    from sqlgrpo.evaluate import evaluate, prompted_eval_config
+    from sqlgrpo.evaluation.evaluate import evaluate, prompted_eval_config
     from sqlgrpo.generation import GenerationConfig
 
     out = split.folders[name]
@@ -212,9 +212,9 @@ def _metrics(eval_dir: Path) -> dict | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every stage of the demo; print the report path and the before/after numbers."""
-    from sqlgrpo.config import ConfigError
     from sqlgrpo.data import DataError
     from sqlgrpo.models import ModelNotFoundError
+    from sqlgrpo.training.config import ConfigError
 
     started = time.monotonic()
     try:
@@ -240,9 +240,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run_stages(plan: DemoPlan) -> bool:
     """The six stages; True when training was interrupted (the later stages then wait)."""
-    from sqlgrpo.report import EvalGroup, ReportConfig, build_report
-    from sqlgrpo.run_settings import settings_from_mapping
-    from sqlgrpo.train import run_training
+    from sqlgrpo.evaluation.report import EvalGroup, ReportConfig, build_report
+    from sqlgrpo.models.run_settings import settings_from_mapping
+    from sqlgrpo.training.train import run_training
 
     recipe_prompt = settings_from_mapping(plan.run.recipe_dict())
     first, *others = plan.splits()
@@ -294,7 +294,7 @@ def _run_stages(plan: DemoPlan) -> bool:
 
 
 def _summary(plan: DemoPlan, elapsed_s: float) -> None:
-    from sqlgrpo.metrics import compare_runs
+    from sqlgrpo.evaluation.metrics import compare_runs
 
     print(f"\n=== results ({elapsed_s / 60:.1f} min) ===")
     header = ("n", "format", "strict fmt", "executable", "EX", "EX lenient")

@@ -6,11 +6,11 @@ import argparse
 import json
 
 from sqlgrpo.generation import BACKENDS, DECODERS
+from sqlgrpo.generation.voting import VOTE_METHODS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
 from sqlgrpo.sql.compare import COMPARE_RULES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
-from sqlgrpo.voting import VOTE_METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -154,7 +154,7 @@ def prompt_overrides(args: argparse.Namespace) -> object:
     """The prompt settings given on the command line (``None`` where a flag is absent)."""
     from pathlib import Path
 
-    from sqlgrpo.run_settings import PromptSettings
+    from sqlgrpo.models.run_settings import PromptSettings
 
     system_prompt = None
     if args.system_prompt_file:
@@ -172,7 +172,7 @@ def prompt_overrides(args: argparse.Namespace) -> object:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.evaluate import evaluate, prompted_eval_config
+    from sqlgrpo.evaluation.evaluate import evaluate, prompted_eval_config
     from sqlgrpo.generation import GenerationConfig
 
     cfg, resolved = prompted_eval_config(

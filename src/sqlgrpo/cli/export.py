@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sqlgrpo.export import GGUF_TYPES
+from sqlgrpo.models.gguf import GGUF_TYPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.export import export_model
     from sqlgrpo.models import ModelNotFoundError
+    from sqlgrpo.models.export import export_model
 
     try:
         result = export_model(args.run_dir, args.out, gguf=args.gguf)

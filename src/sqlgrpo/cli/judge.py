@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.judge import JudgeConfig, judge_eval_dir
+    from sqlgrpo.evaluation.judge import JudgeConfig, judge_eval_dir
 
     api_key = args.api_key or os.environ.get("OPENAI_API_KEY")
     if not api_key and not args.base_url:

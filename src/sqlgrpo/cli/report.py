@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.report import EvalGroup, ReportConfig, build_report
+    from sqlgrpo.evaluation.report import EvalGroup, ReportConfig, build_report
 
     try:
         cfg = ReportConfig(

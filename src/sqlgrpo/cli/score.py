@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a jsonl file; ``ValueError`` naming the file, line and problem on bad input."""
-    from sqlgrpo.jsonl import iter_jsonl
+    from sqlgrpo.data.jsonl import iter_jsonl
 
     rows = []
     for line_no, row in iter_jsonl(path, require=tuple(REQUIRED_FIELDS)):

@@ -34,11 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle_train(args: argparse.Namespace) -> int:
     """Parse the training configuration, run training, print where the results are."""
-    from sqlgrpo.config import ConfigError, parse_run_config
+    from sqlgrpo.training.config import ConfigError, parse_run_config
 
     argv = list(args.train_args)
     if any(a in ("-h", "--help") for a in argv):
-        from sqlgrpo.config import build_parser
+        from sqlgrpo.training.config import build_parser
 
         build_parser().print_help()
         return 0
@@ -50,7 +50,7 @@ def handle_train(args: argparse.Namespace) -> int:
 
     from sqlgrpo.data import DataError
     from sqlgrpo.models import ModelNotFoundError
-    from sqlgrpo.train import run_training
+    from sqlgrpo.training.train import run_training
 
     try:
         result = run_training(cfg)

@@ -2,7 +2,7 @@
 
 ``explain_sql`` names the tables and columns a query uses, its joins, filters, grouping
 and aggregation, ordering and limit, with step markers (First / Then / Finally). The SFT
-warm-up (``sqlgrpo.warmup``) uses it to write the reasoning of its targets.
+warm-up (``sqlgrpo.training.warmup``) uses it to write the reasoning of its targets.
 """
 
 from __future__ import annotations

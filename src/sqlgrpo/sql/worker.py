@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.isolation import needs_isolation  # noqa: F401 (re-exported)
@@ -54,10 +54,25 @@ from sqlgrpo.sql.sandbox import (
 )
 from sqlgrpo.sql.statements import split_statements, statement_type
 
-if TYPE_CHECKING:
-    from sqlgrpo.sql.database import Database
-
 logger = logging.getLogger(__name__)
+
+
+class Database(Protocol):
+    """What the worker needs of a :class:`sqlgrpo.sql.database.Database` (defined there; the
+    worker is the lower module and must not import it back)."""
+
+    key: str
+    limits: SandboxLimits
+    context_limits: ContextLimits
+    build_error: str | None
+    spec: tuple[str, str] | None
+
+    def run_here(
+        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+    ) -> ExecResult:
+        """Run one statement in this process; never raises."""
+        ...
+
 
 #: Seconds a fresh worker may take to start and answer its first message.
 STARTUP_TIMEOUT_S = 60.0

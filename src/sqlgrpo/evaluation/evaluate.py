@@ -2,7 +2,7 @@
 
 ``evaluate(cfg)`` writes ``OUT/predictions.jsonl`` (one record per example, appended
 batch by batch so an interrupted run resumes from the ids already there) and
-``OUT/metrics.json`` (see ``sqlgrpo.metrics.aggregate`` and docs/evaluation.md).
+``OUT/metrics.json`` (see ``sqlgrpo.evaluation.metrics.aggregate`` and docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.evaluation.metrics import aggregate, read_records
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
-from sqlgrpo.metrics import aggregate, read_records
+from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS
 from sqlgrpo.sql.compare import COMPARE_RULES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
-from sqlgrpo.voting import VOTE_METHODS, result_key, vote_record
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class EvalConfig:
         default=None,
         metadata={
             "help": "execution: self-consistency vote over the num_samples sampled answers; "
-            "each record's own completion is then the greedy one (sqlgrpo.voting)"
+            "each record's own completion is then the greedy one (sqlgrpo.generation.voting)"
         },
     )
     test_suite: bool = field(
@@ -377,14 +377,14 @@ def prompted_eval_config(
     """An :class:`EvalConfig` that prompts ``model`` the way it was trained.
 
     The prompt settings (system prompt, one-shot, prefill, sample rows, completion budget)
-    come from the model's run (:func:`sqlgrpo.run_settings.resolve_prompt`); those set in
-    ``prompt`` (a :class:`~sqlgrpo.run_settings.PromptSettings`) override them. ``options``
+    come from the model's run (:func:`sqlgrpo.models.run_settings.resolve_prompt`); those set in
+    ``prompt`` (a :class:`~sqlgrpo.models.run_settings.PromptSettings`) override them. ``options``
     are the other :class:`EvalConfig` fields. Returns the config and the resolved settings
     (with where they came from).
     """
     from dataclasses import replace
 
-    from sqlgrpo.run_settings import DEFAULT_MAX_NEW_TOKENS, resolve_prompt
+    from sqlgrpo.models.run_settings import DEFAULT_MAX_NEW_TOKENS, resolve_prompt
 
     resolved = resolve_prompt(model, prompt)
     run = resolved.settings
@@ -460,7 +460,7 @@ def evaluate(
     if pending:
         llama_cpp = cfg.generation.backend == "llama-cpp"
         if tokenizer is None and llama_cpp:
-            from sqlgrpo.llamacpp import load_gguf_tokenizer
+            from sqlgrpo.generation.llamacpp import load_gguf_tokenizer
 
             model_path, tokenizer = cfg.model, load_gguf_tokenizer(cfg.model)
         elif generator is None and model is None and not llama_cpp and not _wants_vllm(cfg):

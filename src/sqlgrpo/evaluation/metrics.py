@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.jsonl import read_jsonl
-from sqlgrpo.voting import voting_metrics
+from sqlgrpo.data.jsonl import read_jsonl
+from sqlgrpo.generation.voting import voting_metrics
 
 BREAKDOWN_KEYS = ("sql_complexity", "sql_task_type", "difficulty", "db_id", "domain")
 GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")

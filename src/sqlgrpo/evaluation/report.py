@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.jsonl import read_jsonl_lenient
-from sqlgrpo.metrics import PairedComparison, compare_runs
-from sqlgrpo.reward_curves import (  # noqa: F401 (rolling_mean, smoothing_window: report API)
+from sqlgrpo.data.jsonl import read_jsonl_lenient
+from sqlgrpo.evaluation.metrics import PairedComparison, compare_runs
+from sqlgrpo.evaluation.reward_curves import (  # noqa: F401 (rolling_mean, smoothing_window: report API)
     TOTAL,
     reward_curves_png,
     reward_series,
@@ -457,7 +457,7 @@ def _comparison_sections(
 
 def build_report(cfg: ReportConfig) -> ReportPaths:
     """Write report.html and report.md (plus PNGs for the Markdown) and return their paths."""
-    from sqlgrpo.metrics import read_records
+    from sqlgrpo.evaluation.metrics import read_records
 
     run = Path(cfg.run_dir)
     if not run.is_dir():

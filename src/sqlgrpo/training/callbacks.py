@@ -4,7 +4,7 @@
 - ``write_completions`` appends sampled completions with their per-reward scores.
 - ``GracefulInterrupt`` turns the first Ctrl-C into "save a checkpoint, then stop" at the
   end of the current step; a second Ctrl-C interrupts at once.
-- ``plot_reward_curves`` writes ``plots/rewards.png`` (drawn by ``sqlgrpo.reward_curves``).
+- ``plot_reward_curves`` writes ``plots/rewards.png`` (drawn by ``sqlgrpo.evaluation.reward_curves``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from sqlgrpo.jsonl import read_jsonl
-from sqlgrpo.reward_curves import reward_curves_png, training_curves
+from sqlgrpo.data.jsonl import read_jsonl
+from sqlgrpo.evaluation.reward_curves import reward_curves_png, training_curves
 from sqlgrpo.rewards.base import completion_text
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """``SqlGrpoTrainer``: TRL's ``GRPOTrainer`` with sqlgrpo's sampling, loss and run-folder logging.
 
-- sampling: :func:`sqlgrpo.decoding.decode_repeated` (each prompt of a group prefilled once,
+- sampling: :func:`sqlgrpo.generation.decoding.decode_repeated` (each prompt of a group prefilled once,
   finished completions leave the batch) where it applies, else TRL's ``generate``; or, opt-in
   (``rollout_sampler="llama-cpp"``), llama.cpp from a GGUF mirror of the policy
-  (:mod:`sqlgrpo.llamacpp_sampler`) with truncated importance sampling in the loss;
+  (:mod:`sqlgrpo.training.llamacpp_sampler`) with truncated importance sampling in the loss;
 - a micro-batch whose advantages are all zero skips its forward and backward;
 - rewards of one batch that check the same SQL (an execution reward and a gated reasoning
   reward) share each check's outcome;
@@ -19,8 +19,8 @@ from typing import Any
 
 from trl import GRPOTrainer
 
-from sqlgrpo.callbacks import write_completions
 from sqlgrpo.rewards.registry import execution_checks
+from sqlgrpo.training.callbacks import write_completions
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ class SqlGrpoTrainer(GRPOTrainer):
     micro-batch skips both (agreed across processes so data parallel ranks stay in step),
     and the skip is counted in the ``skipped_backward`` metric.
 
-    Without vLLM, completions are sampled with :func:`sqlgrpo.decoding.decode_repeated`
+    Without vLLM, completions are sampled with :func:`sqlgrpo.generation.decoding.decode_repeated`
     (``generation_decoder: incremental``): each prompt of a group is prefilled once and a
     completion leaves the batch when it ends. Settings that loop does not cover
     (repetition penalty, extra generation kwargs, a static cache, images, DeepSpeed or
     FSDP) use TRL's ``generate`` path.
 
     Per-token log-probabilities (the policy's in the loss, the old policy's and the
-    reference's when TRL needs them) come from :mod:`sqlgrpo.shared_prefix`
+    reference's when TRL needs them) come from :mod:`sqlgrpo.training.shared_prefix`
     (``shared_prefix_loss``): rows of a micro-batch that share a prompt run it once. Where
     that cannot apply (multimodal inputs, an MoE auxiliary loss, an unsupported attention
     implementation or cache, gradient checkpointing) the run says why once and uses TRL's
@@ -93,7 +93,7 @@ class SqlGrpoTrainer(GRPOTrainer):
 
     def _incremental_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
         """Why this batch must be sampled with TRL's own path, or None (decided by
-        :func:`sqlgrpo.generation.choose_decoder`, with the trainer's own conditions)."""
+        :func:`sqlgrpo.generation.backends.choose_decoder`, with the trainer's own conditions)."""
         from sqlgrpo.generation import choose_decoder
 
         model = self.accelerator.unwrap_model(self.model)
@@ -102,7 +102,7 @@ class SqlGrpoTrainer(GRPOTrainer):
 
     def _llama_blocker(self, images: Any, multimodal_fields: Any) -> str | None:
         """Why the llama.cpp sampler cannot sample this batch, or None."""
-        from sqlgrpo.llamacpp_sampler import unsupported_reason
+        from sqlgrpo.training.llamacpp_sampler import unsupported_reason
 
         checks = self._sampling_checks(images, multimodal_fields) + [
             (self.loss_type == "vespo", "the vespo loss"),
@@ -149,7 +149,7 @@ class SqlGrpoTrainer(GRPOTrainer):
                 self._llama = None
 
     def _decode_settings(self) -> Any:
-        from sqlgrpo.decoding import DecodeSettings
+        from sqlgrpo.generation.decoding import DecodeSettings
 
         return DecodeSettings(
             max_new_tokens=self.max_completion_length,
@@ -167,7 +167,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         the policy; the sampler's log-probabilities go to TRL as ``sampling_per_token_logps``."""
         from trl.extras.profiling import profiling_context
 
-        from sqlgrpo.llamacpp_sampler import LlamaCppSampler
+        from sqlgrpo.training.llamacpp_sampler import LlamaCppSampler
 
         model = self.accelerator.unwrap_model(self.model)
         step = self.state.global_step
@@ -186,7 +186,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         from trl.extras.profiling import profiling_context
         from trl.models import unwrap_model_for_generation
 
-        from sqlgrpo.decoding import decode_repeated
+        from sqlgrpo.generation.decoding import decode_repeated
 
         settings = self._decode_settings()
         with (
@@ -207,7 +207,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         self, model: Any, compute_aux_loss: bool, extra: dict[str, Any]
     ) -> str | None:
         """Why this call must use TRL's per-row pass, or None."""
-        from sqlgrpo.shared_prefix import unsupported_reason
+        from sqlgrpo.training.shared_prefix import unsupported_reason
 
         if not self.shared_prefix_loss:
             return "shared_prefix_loss is off"
@@ -236,7 +236,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         """TRL's per-token log-probabilities, each shared prompt of a chunk run once."""
         import torch
 
-        from sqlgrpo.shared_prefix import UnsupportedCache, shared_prefix_logps
+        from sqlgrpo.training.shared_prefix import UnsupportedCache, shared_prefix_logps
 
         why = self._shared_prefix_blocker(model, compute_aux_loss, extra)
         if why is not None:
@@ -298,7 +298,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         inputs, self._is_inputs = self._is_inputs, None
         if inputs is None:
             return
-        from sqlgrpo.importance_sampling import importance_weights
+        from sqlgrpo.training.importance_sampling import importance_weights
 
         args = self.args
         learner = inputs.get("old_per_token_logps")

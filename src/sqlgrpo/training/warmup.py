@@ -15,13 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlgrpo.config import ConfigError
 from sqlgrpo.data import PromptConfig, Sample, render_sample_prompt
 from sqlgrpo.data.prompts import text_for_tokenizer
 from sqlgrpo.sql.explain import EXPLANATION_STYLES, explain_sql, schema_tables
+from sqlgrpo.training.config import ConfigError
 
 if TYPE_CHECKING:
-    from sqlgrpo.config import ModelArguments, RunConfig
+    from sqlgrpo.training.config import ModelArguments, RunConfig
 
 __all__ = [
     "EXPLANATION_STYLES",
@@ -98,7 +98,7 @@ def run_warmup(cfg: RunConfig, base_path: str, samples: Sequence[Sample], out_di
     """
     from trl import SFTConfig, SFTTrainer
 
-    from sqlgrpo.models import load_policy
+    from sqlgrpo.training.policy import load_policy
 
     script, training = cfg.script, cfg.training
     chosen = list(samples[: script.sft_warmup_samples])

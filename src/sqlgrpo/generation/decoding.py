@@ -7,7 +7,7 @@ rambling row keeps 63 finished ones in every step. Here the token prefix shared
 by all rows runs once, the rest of the prompts are prefilled a few rows at a time
 (large prefill matrices run slower per token on a CPU), and a row leaves the batch
 as soon as it emits an end token, so each step costs what the rows still decoding
-cost. The cache gets room for the new tokens up front (:mod:`sqlgrpo.kv_cache`: no
+cost. The cache gets room for the new tokens up front (:mod:`sqlgrpo.generation.kv_cache`: no
 per-step concatenation of the whole cache), and sampling draws one uniform number per row
 through the distribution's CDF. Positions and the attention mask are exactly those of left-padded
 ``generate``; greedy outputs match it (tested).
@@ -74,16 +74,6 @@ def unsupported_reason(model: Any) -> str | None:
         if value not in (off, None):
             return f"its generation_config sets {name}={value!r}"
     return None
-
-
-def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    """The end tokens ``generate`` would stop on: the generation config's, else the tokenizer's."""
-    value = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if value is None:
-        value = tokenizer.eos_token_id
-    if value is None:
-        return frozenset()
-    return frozenset([value] if isinstance(value, int) else value)
 
 
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
@@ -301,7 +291,7 @@ def _decode_loop(
 ) -> list[list[int]]:
     import torch
 
-    from sqlgrpo.kv_cache import reserve_room
+    from sqlgrpo.generation.kv_cache import reserve_room
 
     total = logits.shape[0]
     outputs: list[list[int]] = [[] for _ in range(total)]

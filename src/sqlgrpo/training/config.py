@@ -18,14 +18,17 @@ import os
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
-from sqlgrpo.decoding import DECODERS
-from sqlgrpo.llamacpp_sampler import ROLLOUT_SAMPLERS
+from sqlgrpo.generation.decoding import DECODERS
 from sqlgrpo.sql.compare import COMPARE_RULES
+
+#: Who samples GRPO's completions: the learner itself (torch) or its llama.cpp mirror.
+RolloutSampler = Literal["torch", "llama-cpp"]
+ROLLOUT_SAMPLERS: tuple[str, ...] = get_args(RolloutSampler)
 
 
 class ConfigError(ValueError):
@@ -193,7 +196,7 @@ class SqlGrpoArguments:
     generation_decoder: str = field(
         default="incremental",
         metadata={
-            "help": "how GRPO samples completions without vLLM: incremental (sqlgrpo.decoding: "
+            "help": "how GRPO samples completions without vLLM: incremental (sqlgrpo.generation.decoding: "
             "each prompt prefilled once for its group, finished completions leave the batch) "
             "or generate (TRL's model.generate)"
         },

@@ -7,7 +7,7 @@ Stages, top to bottom in ``run_training``:
 3. optional SFT warm-up on explained gold SQL (``RUN_DIR/warmup/model``; with
    ``sft_warmup_only`` the run ends here);
 4. build the rewards (registry names + weights, prefill put back before scoring);
-5. ``SqlGrpoTrainer`` (``sqlgrpo.trainer``: TRL's ``GRPOTrainer`` + sampling, loss, logging);
+5. ``SqlGrpoTrainer`` (``sqlgrpo.training.trainer``: TRL's ``GRPOTrainer`` + sampling, loss, logging);
 6. train (``--resume`` continues from the last checkpoint; Ctrl-C saves one first);
 7. save the final model (merged) and LoRA adapter, the resolved config, reward plots.
 """
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.callbacks import (
+from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
+from sqlgrpo.models import prepare_tokenizer, resolve_model_path
+from sqlgrpo.training.callbacks import (
     COMPLETIONS_FILE,
     METRICS_FILE,
     REWARD_PLOT,
@@ -30,11 +32,10 @@ from sqlgrpo.callbacks import (
     MetricsJsonlCallback,
     plot_reward_curves,
 )
-from sqlgrpo.config import ConfigError, GRPOTrainConfig, RunConfig, SqlGrpoArguments
-from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
-from sqlgrpo.models import load_policy, prepare_tokenizer, resolve_model_path
-from sqlgrpo.prescreen import prescreen_run_samples
-from sqlgrpo.run_folder import (
+from sqlgrpo.training.config import ConfigError, GRPOTrainConfig, RunConfig, SqlGrpoArguments
+from sqlgrpo.training.policy import load_policy
+from sqlgrpo.training.prescreen import prescreen_run_samples
+from sqlgrpo.training.run_folder import (
     DROPPED_FILE,
     HOLDOUT_FILE,
     WARMUP_DIR,
@@ -45,7 +46,7 @@ from sqlgrpo.run_folder import (
     trim_step_log,
     write_run_config,
 )
-from sqlgrpo.trainer import SqlGrpoTrainer
+from sqlgrpo.training.trainer import SqlGrpoTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         )
     _check_generation_backend(training)
     if script.sft_warmup_samples:
-        from sqlgrpo.warmup import warmup_model_args
+        from sqlgrpo.training.warmup import warmup_model_args
 
         warmup_model_args(cfg)  # a conflicting warm-up setting fails before any work
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +231,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
     warmup_dir: Path | None = None
     policy_path = base_path
     if script.sft_warmup_samples:
-        from sqlgrpo.warmup import run_warmup
+        from sqlgrpo.training.warmup import run_warmup
 
         warmup_dir = output_dir / WARMUP_DIR / "model"
         if not (warmup_dir / "config.json").is_file():

@@ -11,7 +11,7 @@ sampler's log-probability (at the sampling temperature) of each drawn token.
 
 llama.cpp's f32 kernels are not bit-exact with torch's (measured 2e-3 nats a token on
 SmolLM2-135M, BENCHMARKS.md), so the run is slightly off-policy: the trainer corrects it with
-:func:`sqlgrpo.importance_sampling.importance_weights`, as TRL corrects vLLM's samples.
+:func:`sqlgrpo.training.importance_sampling.importance_weights`, as TRL corrects vLLM's samples.
 Full fine-tuning of decoder-only models the converter knows; a LoRA policy is not mirrored.
 """
 
@@ -25,16 +25,13 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-from sqlgrpo.decoding import DecodeSettings, logits_warpers, pick_tokens, prompt_runs
-from sqlgrpo.llamacpp import cpu_threads, llama_cpp_available
+from sqlgrpo.generation.decoding import DecodeSettings, logits_warpers, pick_tokens, prompt_runs
+from sqlgrpo.generation.llamacpp import cpu_threads, llama_cpp_available
 
 logger = logging.getLogger(__name__)
 
-#: Who samples GRPO's completions: the policy itself in torch (exact), or llama.cpp.
-RolloutSampler = Literal["torch", "llama-cpp"]
-ROLLOUT_SAMPLERS: tuple[str, ...] = get_args(RolloutSampler)
 # GGUF tensors the converter derives rather than copies from a parameter
 _DERIVED_TENSORS = frozenset({"rope_freqs.weight"})
 
@@ -81,7 +78,7 @@ class GgufMirror:
         import gguf
         from conversion import ModelType, get_model_architecture, get_model_class
 
-        from sqlgrpo.export import convert_to_gguf
+        from sqlgrpo.models.gguf import convert_to_gguf
 
         hf_dir = folder / "hf"
         model.save_pretrained(hf_dir)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlgrpo.decoding import cache_argument, output_cache
+from sqlgrpo.generation.decoding import cache_argument, output_cache
 
 # attention implementations whose masking of a padded prefix cache is tested
 SUPPORTED_ATTENTION = ("sdpa", "eager")

@@ -1,6 +1,6 @@
 """The run folder: its layout, the resolved configuration, checkpoints, and the final model.
 
-``RUN_DIR/config.yaml`` (the resolved recipe, read back by :mod:`sqlgrpo.run_settings`),
+``RUN_DIR/config.yaml`` (the resolved recipe, read back by :mod:`sqlgrpo.models.run_settings`),
 ``checkpoint-N/`` (resume picks the newest *complete* one), ``metrics.jsonl`` (trimmed to
 the resumed step), ``model/`` and ``adapter/`` (the trained weights).
 """

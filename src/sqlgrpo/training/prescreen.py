@@ -209,7 +209,7 @@ def run_prescreen(
 def prescreen_run_samples(
     cfg: Any, model: Any, tokenizer: Any, samples: list[Sample], policy_path: str
 ) -> list[Sample]:
-    """The training samples the starting policy sometimes solves (see sqlgrpo.prescreen);
+    """The training samples the starting policy sometimes solves (see sqlgrpo.training.prescreen);
     all of ``samples`` when the screen keeps fewer than one generation batch of prompts."""
     from accelerate import PartialState
 

@@ -1,8 +1,8 @@
 """Batched text generation for evaluation: transformers (incremental decoder or ``generate``),
-vLLM, or llama.cpp for a GGUF file (:mod:`sqlgrpo.llamacpp`).
+vLLM, or llama.cpp for a GGUF file (:mod:`sqlgrpo.generation.llamacpp`).
 
 Prompts are fully rendered strings (chat template + prefill). The HF path decodes
-with :mod:`sqlgrpo.decoding` (shared prompt prefix run once, finished rows leave
+with :mod:`sqlgrpo.generation.decoding` (shared prompt prefix run once, finished rows leave
 the batch) or with ``model.generate`` (left padding); prompts are batched in
 length order to waste little padding, and outputs come back in input order.
 """
@@ -12,15 +12,11 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any
 
-from sqlgrpo.decoding import DECODERS, Decoder  # noqa: F401 (Decoder: re-exported)
+from sqlgrpo.generation.config import GenerationConfig, Generator
 
 logger = logging.getLogger(__name__)
-
-Backend = Literal["auto", "hf", "vllm", "llama-cpp"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def choose_decoder(
@@ -28,73 +24,17 @@ def choose_decoder(
 ) -> tuple[str, str | None]:
     """The decoder that runs for ``model``: ``incremental`` when requested and neither a
     caller's ``(blocked, why)`` condition nor the model itself
-    (:func:`sqlgrpo.decoding.unsupported_reason`) rules it out, else ``generate``.
+    (:func:`sqlgrpo.generation.decoding.unsupported_reason`) rules it out, else ``generate``.
 
     Returns (decoder, why the incremental one does not run, or None). Evaluation,
     prescreening and GRPO sampling all decide here.
     """
-    from sqlgrpo.decoding import unsupported_reason
+    from sqlgrpo.generation.decoding import unsupported_reason
 
     if requested != "incremental":
         return "generate", f"decoder {requested!r} was asked for"
     why = next((why for blocked, why in blockers if blocked), None) or unsupported_reason(model)
     return ("generate", why) if why else ("incremental", None)
-
-
-@dataclass
-class GenerationConfig:
-    """How completions are sampled."""
-
-    max_new_tokens: int = field(default=512, metadata={"help": "tokens generated per completion"})
-    batch_size: int = field(default=8, metadata={"help": "prompts per generate() call (HF)"})
-    temperature: float = field(default=0.0, metadata={"help": "0 means greedy decoding"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    num_samples: int = field(default=1, metadata={"help": "completions per prompt"})
-    seed: int = field(default=0, metadata={"help": "sampling seed"})
-    backend: str = field(default="auto", metadata={"help": "auto | hf | vllm | llama-cpp"})
-    decoder: str = field(
-        default="incremental",
-        metadata={
-            "help": "HF backend: incremental (shared prompt prefix run once, finished rows "
-            "leave the batch; sqlgrpo.decoding) | generate (transformers' model.generate)"
-        },
-    )
-    show_progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.num_samples > 1 and self.temperature == 0:
-            raise ValueError("num_samples > 1 needs temperature > 0 (greedy gives n copies)")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-
-    @property
-    def greedy(self) -> bool:
-        """True when decoding is deterministic."""
-        return self.temperature == 0
-
-
-class Generator(Protocol):
-    """Anything that turns rendered prompts into completions, batch by batch."""
-
-    name: str
-
-    def generate_batches(
-        self, prompts: Sequence[str]
-    ) -> Iterator[tuple[list[int], list[list[str]]]]:
-        """Yield (prompt indices, their completions) as batches finish."""
-        ...
 
 
 def vllm_available() -> bool:
@@ -129,7 +69,8 @@ class HFGenerator:
         return self._generate_hf(batch)
 
     def _decode_incremental(self, rows: list[list[int]]) -> list[list[str]]:
-        from sqlgrpo.decoding import DecodeSettings, decode, eos_token_ids
+        from sqlgrpo.generation.decoding import DecodeSettings, decode
+        from sqlgrpo.models import eos_token_ids
 
         settings = DecodeSettings(
             max_new_tokens=self.cfg.max_new_tokens,
@@ -221,7 +162,7 @@ def make_generator(
 ) -> Generator:
     """Pick the backend: vLLM when asked (or ``auto`` on a GPU with vLLM), else HF."""
     if cfg.backend == "llama-cpp":
-        from sqlgrpo.llamacpp import LlamaCppGenerator
+        from sqlgrpo.generation.llamacpp import LlamaCppGenerator
 
         if model_path is None:
             raise ValueError("backend 'llama-cpp' needs the path of a GGUF file")
