@@ -42,14 +42,18 @@ from typing import Any
 from transformers import TrainerCallback
 
 from benchmarks_md import write_section
+from sqlgrpo.models.precision import cpu_bf16_flags, cpu_model_name
 
 SPIDER = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "spider_train_subset"
 PREFILL = "<reasoning>\n"
-# trainer name -> (label, SqlGrpoTrainer's rollout_sampler; None: TRL's stock GRPOTrainer)
+# trainer name -> (label, SqlGrpoTrainer's rollout_sampler; None: TRL's stock GRPOTrainer,
+# bf16: TRL's bf16 flag, i.e. accelerate's CPU autocast; sqlgrpo then samples from a bf16 copy)
 SIDES = {
-    "stock": ("stock", None),
-    "sqlgrpo": ("sqlgrpo", "torch"),
-    "llama-cpp": ("sqlgrpo, llama.cpp sampler (opt-in)", "llama-cpp"),
+    "stock": ("stock", None, False),
+    "stock-bf16": ("stock bf16 (TRL's CPU default)", None, True),
+    "sqlgrpo": ("sqlgrpo fp32", "torch", False),
+    "sqlgrpo-bf16": ("sqlgrpo bf16", "torch", True),
+    "llama-cpp": ("sqlgrpo, llama.cpp sampler (opt-in)", "llama-cpp", False),
 }
 MISMATCH = "sampling/sampling_logp_difference/mean"
 
@@ -125,13 +129,15 @@ def _samples(case: str, tokenizer: Any, prompt: Any) -> list[Any]:
     return [s for s in samples if 900 <= _prompt_tokens(s, prompt, tokenizer) <= 1100]
 
 
-def _config(out: Path, steps: int, generations: int, max_tokens: int, seed: int) -> Any:
+def _config(
+    out: Path, steps: int, generations: int, max_tokens: int, seed: int, bf16: bool = False
+) -> Any:
     from trl import GRPOConfig
 
     return GRPOConfig(
         output_dir=str(out),
         use_cpu=True,
-        bf16=False,
+        bf16=bf16,
         gradient_checkpointing=False,  # the CPU recipe's setting (GRPOConfig defaults to True)
         per_device_train_batch_size=generations,
         num_generations=generations,
@@ -167,12 +173,12 @@ def run_steps(case: str, side: str, args: argparse.Namespace) -> dict[str, Any]:
     clock = StepClock()
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory() as tmp:
-        config = _config(Path(tmp), total, args.generations, args.max_tokens, args.seed)
+        _, sampler, bf16 = SIDES[side]
+        config = _config(Path(tmp), total, args.generations, args.max_tokens, args.seed, bf16)
         common = dict(
             model=model, reward_funcs=rewards, args=config, train_dataset=dataset,
             processing_class=tokenizer, callbacks=[clock],
         )  # fmt: skip
-        sampler = SIDES[side][1]
         if sampler is None:
             trainer = GRPOTrainer(**common)
         else:
@@ -293,6 +299,12 @@ def build_rewards_for_loss() -> list[Any]:
     return build_rewards(SqlGrpoArguments(), PREFILL)
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -315,14 +327,16 @@ def _step_table(case: str, result: dict[str, Any]) -> list[str]:
             f"{per_step / step:.1f} | {r['prompt_tokens']:.0f} |"
         )
     lines.append("")
-    for side in sides[1:]:
-        ratio = _median(result["stock"]["step"]) / _median(result[side]["step"])
-        lines.append(f"Median step, stock / {SIDES[side][0]}: **{ratio:.2f}x**.")
+    for side in sides:
+        for base in ("stock", "stock-bf16"):
+            if base in result and side != base and not side.startswith("stock"):
+                ratio = _median(result[base]["step"]) / _median(result[side]["step"])
+                lines.append(f"Median step, {SIDES[base][0]} / {SIDES[side][0]}: **{ratio:.2f}x**.")
         if result[side].get("mismatch"):
             lines.append(
                 f"Sampler mismatch ({SIDES[side][0]}): mean |learner - sampler| log-prob "
                 f"{statistics.mean(result[side]['mismatch']):.1e} nats a token (the sampling "
-                "column includes the mirror's refresh after each optimizer step)."
+                "column includes the refresh of the sampler's copy after each optimizer step)."
             )
     return lines
 
@@ -335,7 +349,7 @@ def render(results: dict[str, Any]) -> str:
     if cases:
         parts.append(
             f"TRL's stock `GRPOTrainer` and sqlgrpo's `SqlGrpoTrainer` (exact torch sampler, and "
-            f"the opt-in llama.cpp sampler where measured), one after the other in one process, from `{meta.get('model')}` (fp32, full fine-tuning, 1 prompt x "
+            f"the opt-in llama.cpp sampler where measured), one after the other in one process, from `{meta.get('model')}` (fp32 master weights, bf16 sides under CPU autocast, full fine-tuning, 1 prompt x "
             f"{cases[0]['generations']} completions of <= {meta.get('max_tokens')} tokens, "
             "temperature 0.9, no gradient checkpointing, the spec's four rewards, seed 42, the same "
             "prompts). Medians over the steps after the warm-up step(s); seconds. "
@@ -370,6 +384,12 @@ def render(results: dict[str, Any]) -> str:
                 f"{row['trl']:.1f} | {row['shared']:.1f} | {row['floor']:.1f} | "
                 f"**{row['trl'] / row['shared']:.2f}x** | {row['shared'] / row['floor']:.2f} |"
             )
+    if meta.get("cpu"):
+        flags = ", ".join(meta.get("cpu_bf16_flags") or []) or "none"
+        parts += [
+            "",
+            f"CPU: {meta['cpu']}; bf16 matrix-unit flags: {flags}; torch {meta.get('torch')}.",
+        ]
     if meta.get("commands"):
         parts += ["", "Commands: " + "; ".join(f"`{c}`" for c in meta["commands"])]
     if meta.get("note"):
@@ -432,6 +452,7 @@ def main() -> None:
                 print(case, side, results[case][side], flush=True)
         meta = results.setdefault("meta", {"commands": []})
         meta.update(model=args.model, generations=args.generations, max_tokens=args.max_tokens)
+        meta.update(cpu=cpu_model_name(), cpu_bf16_flags=cpu_bf16_flags(), torch=torch_version())
         if args.note:
             meta["note"] = args.note
         args.results.write_text(json.dumps(results, indent=1))

@@ -12,6 +12,16 @@ GRETEL_TRAIN = SHARED_DATASETS / "gretel" / "train.jsonl"
 SPIDER_SUBSET = SHARED_DATASETS / "spider_train_subset"
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision: auto`` decides as on a CPU without bf16 matrix units (fp32), whatever CPU
+    runs the suite, so outputs compared across paths stay exact on every machine; the bf16
+    paths are tested by asking for them (tests/test_precision.py)."""
+    import sqlgrpo.models.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda cpuinfo=None: [])
+
+
 @pytest.fixture(scope="session")
 def gretel_train_path() -> Path:
     """The gretel sample in ../shared; skips when this clone has no ../shared."""

@@ -95,7 +95,8 @@ def test_dataset_split_none_from_the_command_line(spelled: str) -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--bf16", "true", "--use_cpu", "true"], "set bf16: false"),
+        (["--precision", "bf16", "--bf16", "false"], "precision: bf16 but bf16: false"),
+        (["--precision", "fast"], "precision must be one of"),
         (["--reward_weights", "2.0", "1.0", "1.0", "1.0"], "reward_func_weights"),
         (["--reward_func_weights", "1.0"], "needs reward_funcs"),
         (

@@ -244,8 +244,11 @@ def load_generator(model: str, cfg: GenerationConfig) -> tuple[Generator, Any]:
     if Path(path).is_dir() and not _has_weights(Path(path)):
         raise AskError(f"{path}: model folder without weights (no *.safetensors or *.bin file)")
     from sqlgrpo.models import load_model_and_tokenizer
+    from sqlgrpo.models.precision import resolve_precision
 
-    loaded, tokenizer = load_model_and_tokenizer(model)
+    precision = resolve_precision(cfg.precision, "cpu")
+    logger.info("%s", precision.describe())
+    loaded, tokenizer = load_model_and_tokenizer(model, dtype=precision.dtype)
     gen_cfg = GenerationConfig(**{**vars(cfg), "backend": "hf"})
     return make_generator(gen_cfg, model=loaded, tokenizer=tokenizer), tokenizer
 
@@ -272,6 +275,7 @@ class Asker:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,
+        precision: str = "auto",
         generator: Generator | None = None,
         tokenizer: Any = None,
     ) -> None:
@@ -290,6 +294,7 @@ class Asker:
             num_samples=samples,
             seed=seed,
             show_progress=False,
+            precision=precision,
         )
         if generator is None:
             generator, tokenizer = load_generator(model, self.gen_cfg)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.cli.eval import add_prompt_flags, prompt_overrides
+from sqlgrpo.cli.eval import add_precision_flag, add_prompt_flags, prompt_overrides
 
 SHOWN_ROWS = 20
 HISTORY_FILE = Path("~/.cache/sqlgrpo/ask_history")
@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: as trained, else 512")
+    add_precision_flag(p)
     add_prompt_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per answer")
     p.add_argument(
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
             seed=args.seed,
+            precision=args.precision,
         )
     except (AskError, OSError, RuntimeError, ValueError) as exc:
         print(f"sqlgrpo ask: error: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from sqlgrpo.generation import BACKENDS, DECODERS
+from sqlgrpo.models.precision import PRECISIONS
 from sqlgrpo.generation.voting import VOTE_METHODS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
@@ -118,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="HF backend: incremental (default; the shared prompt prefix runs once and finished "
         "rows leave the batch) or transformers' generate()",
     )
+    add_precision_flag(p)
     add_prompt_flags(p)
     p.add_argument(
         "--rewards",
@@ -130,6 +132,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(handler=_run)
+
+
+def add_precision_flag(p: argparse.ArgumentParser) -> None:
+    """``--precision auto|fp32|bf16`` for commands that decode with transformers or vLLM."""
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="weights that decode: auto (default) = bf16 where the device has bf16 matrix units "
+        "(CPU AMX-BF16 / AVX512-BF16, a bf16 GPU), else fp32",
+    )
 
 
 def add_prompt_flags(p: argparse.ArgumentParser) -> None:
@@ -201,6 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             backend=args.backend,
             decoder=args.decoder,
             show_progress=not args.no_progress,
+            precision=args.precision,
         ),
     )
     result = evaluate(cfg)

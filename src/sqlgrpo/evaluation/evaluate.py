@@ -455,6 +455,7 @@ def evaluate(
     )
 
     model_path = None
+    precision = None  # PrecisionChoice of the transformers weights that decode, when they do
     generated = 0
     gen_seconds = 0.0
     if pending:
@@ -465,9 +466,12 @@ def evaluate(
             model_path, tokenizer = cfg.model, load_gguf_tokenizer(cfg.model)
         elif generator is None and model is None and not llama_cpp and not _wants_vllm(cfg):
             from sqlgrpo.models import load_model_and_tokenizer, resolve_model_path
+            from sqlgrpo.models.precision import resolve_precision
 
+            precision = resolve_precision(cfg.generation.precision, "cpu")
+            logger.info("%s", precision.describe())
             model_path = resolve_model_path(cfg.model)  # resolved once, loaded once
-            model, tokenizer = load_model_and_tokenizer(model_path)
+            model, tokenizer = load_model_and_tokenizer(model_path, dtype=precision.dtype)
         elif tokenizer is None:
             from sqlgrpo.models import load_tokenizer, resolve_model_path
 
@@ -477,6 +481,10 @@ def evaluate(
             generator = make_generator(
                 cfg.generation, model=model, tokenizer=tokenizer, model_path=model_path
             )
+        if precision is None and model is not None:
+            from sqlgrpo.models.precision import loaded_precision
+
+            precision = loaded_precision(cfg.generation.precision, model)
         pcfg = _prompt_config(cfg)
         prompts = [render_sample_prompt(s, pcfg, tokenizer) for s in pending]
         scorer = Scorer(cfg)
@@ -499,6 +507,7 @@ def evaluate(
         split=cfg.split,
         settings=cfg.settings(),
         backend=getattr(generator, "name", None),
+        precision=precision.to_dict() if precision is not None else _earlier_precision(out),
         timing={
             "examples_generated_this_run": generated,
             "generation_seconds": gen_seconds,
@@ -508,6 +517,15 @@ def evaluate(
     )
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return EvalResult(metrics, out, generated, len(samples) - len(pending))
+
+
+def _earlier_precision(out: Path) -> dict[str, str] | None:
+    """The precision an earlier run of this evaluation recorded (a resume that generated
+    nothing keeps it)."""
+    try:
+        return json.loads((out / METRICS_FILE).read_text(encoding="utf-8")).get("precision")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def greedy_twin(generator: Generator) -> Generator:

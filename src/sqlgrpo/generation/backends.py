@@ -130,8 +130,16 @@ class VLLMGenerator:
     def __init__(self, model_path: str, cfg: GenerationConfig) -> None:
         from vllm import LLM
 
+        from sqlgrpo.models.precision import resolve_precision
+
         self.cfg = cfg
-        self.llm = LLM(model=model_path, seed=cfg.seed)
+        precision = resolve_precision(cfg.precision, "cuda")
+        logger.info("%s", precision.describe())
+        # auto without bf16: vLLM's own choice (fp16 on older GPUs); fp32 only when asked for
+        dtype = (
+            "bfloat16" if precision.bf16 else "float32" if precision.requested == "fp32" else "auto"
+        )
+        self.llm = LLM(model=model_path, seed=cfg.seed, dtype=dtype)
 
     def generate_batches(
         self, prompts: Sequence[str]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args
 
 from sqlgrpo.generation.decoding import DECODERS
+from sqlgrpo.models.precision import PRECISIONS
 
 Backend = Literal["auto", "hf", "vllm", "llama-cpp"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -33,6 +34,13 @@ class GenerationConfig:
         },
     )
     show_progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | fp32 | bf16 weights for transformers / vLLM decoding (auto: bf16 where "
+            "the device has bf16 matrix units; sqlgrpo.models.precision)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -51,6 +59,8 @@ class GenerationConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @property
     def greedy(self) -> bool:

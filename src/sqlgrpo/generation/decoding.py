@@ -95,11 +95,15 @@ def decode(
     *,
     samples_per_row: int = 1,
     generator: Any = None,
-) -> list[list[int]]:
+    return_logps: bool = False,
+) -> Any:
     """New token ids for every row (``samples_per_row`` consecutive entries per row).
 
     Each list ends with the end token when one was emitted within ``max_new_tokens``.
     ``generator`` is the ``torch.Generator`` used for sampling (ignored when greedy).
+    With ``return_logps``, returns ``(token ids, log-probabilities)``: each token's
+    log-probability under the model's distribution at the sampling temperature
+    (:func:`token_logps`), what a learner's importance weights compare against.
     """
     import torch
 
@@ -113,7 +117,10 @@ def decode(
             logits = logits.repeat_interleave(samples_per_row, dim=0)
             mask = mask.repeat_interleave(samples_per_row, dim=0)
             positions = positions.repeat_interleave(samples_per_row, dim=0)
-        return _decode_loop(model, cache, logits, mask, positions, settings, generator, cache_arg)
+        tokens, logps = _decode_loop(
+            model, cache, logits, mask, positions, settings, generator, cache_arg, return_logps
+        )
+    return (tokens, logps) if return_logps else tokens
 
 
 def prompt_runs(rows: Sequence[Sequence[int]]) -> list[tuple[Sequence[int], list[int]]]:
@@ -128,8 +135,13 @@ def prompt_runs(rows: Sequence[Sequence[int]]) -> list[tuple[Sequence[int], list
 
 
 def decode_repeated(
-    model: Any, rows: Sequence[Sequence[int]], settings: DecodeSettings, *, generator: Any = None
-) -> list[list[int]]:
+    model: Any,
+    rows: Sequence[Sequence[int]],
+    settings: DecodeSettings,
+    *,
+    generator: Any = None,
+    return_logps: bool = False,
+) -> Any:
     """:func:`decode` for a batch where each prompt repeats k times in a row (GRPO groups).
 
     Each distinct prompt is prefilled once and its cache copied to its k samples; a batch
@@ -138,8 +150,15 @@ def decode_repeated(
     runs = prompt_runs(rows)
     counts = {len(indices) for _, indices in runs}
     if len(counts) == 1 and (k := counts.pop()) > 1:
-        return decode(model, [r for r, _ in runs], settings, samples_per_row=k, generator=generator)
-    return decode(model, rows, settings, generator=generator)
+        return decode(
+            model,
+            [r for r, _ in runs],
+            settings,
+            samples_per_row=k,
+            generator=generator,
+            return_logps=return_logps,
+        )
+    return decode(model, rows, settings, generator=generator, return_logps=return_logps)
 
 
 def cache_argument(model: Any) -> str:
@@ -279,6 +298,15 @@ def pick_tokens(logits: Any, settings: DecodeSettings, generator: Any, warpers: 
     return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=cdf.shape[1] - 1)
 
 
+def token_logps(logits: Any, tokens: Any, settings: DecodeSettings) -> Any:
+    """Log-probability of each row's chosen token under ``logits`` at the sampling temperature
+    (1 when greedy), in fp32: the sampler's side of a learner / sampler comparison."""
+    import torch
+
+    scores = logits.float() / (settings.temperature or 1.0)
+    return torch.log_softmax(scores, dim=-1).gather(-1, tokens[:, None])[:, 0]
+
+
 def _decode_loop(
     model: Any,
     cache: Any,
@@ -288,13 +316,15 @@ def _decode_loop(
     settings: DecodeSettings,
     generator: Any,
     cache_arg: str,
-) -> list[list[int]]:
+    with_logps: bool = False,
+) -> tuple[list[list[int]], list[list[float]] | None]:
     import torch
 
     from sqlgrpo.generation.kv_cache import reserve_room
 
     total = logits.shape[0]
     outputs: list[list[int]] = [[] for _ in range(total)]
+    logps: list[list[float]] | None = [[] for _ in range(total)] if with_logps else None
     active = torch.arange(total, device=logits.device)
     eos = torch.tensor(sorted(settings.eos_token_ids), dtype=torch.long, device=logits.device)
     warpers = logits_warpers(settings) if settings.temperature else []
@@ -306,6 +336,11 @@ def _decode_loop(
         tokens = pick_tokens(logits, settings, generator, warpers)
         for row, token in zip(active.tolist(), tokens.tolist(), strict=True):
             outputs[row].append(token)
+        if logps is not None:
+            for row, value in zip(
+                active.tolist(), token_logps(logits, tokens, settings).tolist(), strict=True
+            ):
+                logps[row].append(value)
         if step == settings.max_new_tokens - 1:
             break
         finished = torch.isin(tokens, eos)
@@ -331,4 +366,4 @@ def _decode_loop(
         )
         cache = output_cache(out)
         logits = out.logits[:, -1, :].float()
-    return outputs
+    return outputs, logps

@@ -303,15 +303,41 @@ class SqlGrpoArguments:
 
 @dataclass
 class GRPOTrainConfig(GRPOConfig):
-    """TRL's GRPOConfig, with checks that turn common mistakes into actionable errors."""
+    """TRL's GRPOConfig, with checks that turn common mistakes into actionable errors, and
+    sqlgrpo's precision decision (:mod:`sqlgrpo.models.precision`) in place of a bare ``bf16``."""
+
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | fp32 | bf16. auto: bf16 autocast (fp32 master weights and optimizer "
+            "state) where the device has bf16 matrix units (CPU AMX-BF16 / AVX512-BF16, a bf16 "
+            "GPU), fp32 elsewhere; GRPO then samples from a bf16 copy of the policy with "
+            "truncated importance sampling. TRL's bf16 flag, when a recipe sets it, must agree"
+        },
+    )
 
     def __post_init__(self) -> None:
+        from sqlgrpo.models.precision import (
+            PrecisionChoice,
+            default_device,
+            legacy_flag_precision,
+            resolve_precision,
+        )
+
+        device = "cpu" if self.use_cpu or not _accelerator_available() else default_device()
+        if self.fp16:
+            if self.precision not in ("auto", "fp32"):
+                raise ValueError(f"precision: {self.precision} and fp16: true; choose one")
+            self.precision = "auto"
+            self.precision_choice = PrecisionChoice("auto", "fp16", device, "fp16: true was set")
+        else:
+            requested = legacy_flag_precision(self.precision, self.bf16)
+            self.precision_choice = resolve_precision(requested, device)
+            self.precision = self.precision_choice.name
+            self.bf16 = self.precision_choice.bf16
+            if device == "cpu":
+                self.use_cpu = True  # transformers takes bf16 on a CPU only with use_cpu set
         super().__post_init__()
-        if self.bf16 and (self.use_cpu or not _accelerator_available()):
-            raise ValueError(
-                "bf16 is on but training runs on CPU (use_cpu or no GPU found): set bf16: false "
-                "in the recipe or pass --bf16 false"
-            )
         if self.reward_weights is not None and any(w != 1.0 for w in self.reward_weights):
             raise ValueError(
                 "reward_weights scales TRL's reward functions, but sqlgrpo's rewards already carry "
@@ -408,7 +434,7 @@ KEY_TRAINING_FIELDS = frozenset(
         "output_dir", "seed", "learning_rate", "lr_scheduler_type", "max_steps",
         "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
         "num_generations", "max_completion_length", "temperature", "beta", "loss_type",
-        "bf16", "use_cpu", "gradient_checkpointing", "use_vllm", "vllm_mode",
+        "bf16", "precision", "use_cpu", "gradient_checkpointing", "use_vllm", "vllm_mode",
         "logging_steps", "save_steps", "report_to",
     }
 )  # fmt: skip

@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.generation.decoding import DecodeSettings, logits_warpers, pick_tokens, prompt_runs
+from sqlgrpo.generation.decoding import (
+    DecodeSettings,
+    logits_warpers,
+    pick_tokens,
+    prompt_runs,
+    token_logps,
+)
 from sqlgrpo.generation.llamacpp import cpu_threads, llama_cpp_available
 
 logger = logging.getLogger(__name__)
@@ -227,13 +233,12 @@ class LlamaCppRollouts:
         completions: list[list[int]] = [[] for _ in range(total)]
         logps: list[list[float]] = [[] for _ in range(total)]
         warpers = logits_warpers(settings) if settings.temperature else []
-        temperature = settings.temperature or 1.0
         for step in range(settings.max_new_tokens):
             tokens = pick_tokens(logits, settings, generator, warpers)
-            chosen = torch.log_softmax(logits / temperature, dim=-1).gather(-1, tokens[:, None])
+            chosen = token_logps(logits, tokens, settings)
             keep = []
             for i, (row, token, lp) in enumerate(
-                zip(order, tokens.tolist(), chosen[:, 0].tolist(), strict=True)
+                zip(order, tokens.tolist(), chosen.tolist(), strict=True)
             ):
                 completions[row].append(token)
                 logps[row].append(lp)

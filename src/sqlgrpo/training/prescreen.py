@@ -153,6 +153,8 @@ def run_prescreen(
         "compare_rule": compare_rule,
         "prefill": prompt.prefill,
     }
+    if str(next(model.parameters()).dtype) == "torch.bfloat16":
+        settings["precision"] = "bf16"  # fp32 screens keep the settings they always recorded
     path = out_dir / PRESCREEN_FILE if out_dir is not None else None
     if path is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -211,6 +213,7 @@ def prescreen_run_samples(
 ) -> list[Sample]:
     """The training samples the starting policy sometimes solves (see sqlgrpo.training.prescreen);
     all of ``samples`` when the screen keeps fewer than one generation batch of prompts."""
+    import torch
     from accelerate import PartialState
 
     script, training = cfg.script, cfg.training
@@ -219,9 +222,14 @@ def prescreen_run_samples(
         model.to(state.device)  # screen on the accelerator the trainer will use anyway
     # the main process screens and writes prescreen.json; the others then reuse it, so every
     # rank trains on the same prompts
+    screener = model
+    if training.bf16 and next(model.parameters()).dtype != torch.bfloat16:
+        from sqlgrpo.models.precision import bf16_copy
+
+        screener = bf16_copy(model)  # decode as GRPO's sampler will: bf16 weights
     with state.main_process_first():
         result = run_prescreen(
-            model,
+            screener,
             tokenizer,
             samples,
             cfg.prompt,

@@ -75,6 +75,9 @@ def write_run_config(cfg: Any, output_dir: Path) -> Path:
     """Write the resolved configuration as a flat recipe (``RUN_DIR/config.yaml``)."""
     path = output_dir / CONFIG_FILE
     header = f"# resolved sqlgrpo training configuration (recipe: {cfg.recipe or 'none'})\n"
+    choice = getattr(cfg.training, "precision_choice", None)
+    if choice is not None:
+        header += f"# {choice.describe()}\n"
     path.write_text(header + yaml.safe_dump(cfg.recipe_dict(), sort_keys=True))
     return path
 

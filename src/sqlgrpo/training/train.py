@@ -199,6 +199,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
             "or choose another output_dir"
         )
     _check_generation_backend(training)
+    logger.info("%s", training.precision_choice.describe())
     if script.sft_warmup_samples:
         from sqlgrpo.training.warmup import warmup_model_args
 

@@ -1,7 +1,9 @@
 """``SqlGrpoTrainer``: TRL's ``GRPOTrainer`` with sqlgrpo's sampling, loss and run-folder logging.
 
 - sampling: :func:`sqlgrpo.generation.decoding.decode_repeated` (each prompt of a group prefilled once,
-  finished completions leave the batch) where it applies, else TRL's ``generate``; or, opt-in
+  finished completions leave the batch) where it applies, else TRL's ``generate``; under bf16
+  precision with fp32 master weights, from a bf16 copy of the policy refreshed after each
+  optimizer step, with truncated importance sampling in the loss; or, opt-in
   (``rollout_sampler="llama-cpp"``), llama.cpp from a GGUF mirror of the policy
   (:mod:`sqlgrpo.training.llamacpp_sampler`) with truncated importance sampling in the loss;
 - a micro-batch whose advantages are all zero skips its forward and backward;
@@ -68,6 +70,8 @@ class SqlGrpoTrainer(GRPOTrainer):
         self._llama_step = -1  # the optimizer step whose weights the sampler holds
         self._llama_told = False
         self._is_inputs: dict[str, Any] | None = None  # the micro-batch whose IS weights are due
+        self._bf16_twin: Any = None  # bf16 copy of fp32 master weights that torch samples from
+        self._bf16_step = -1  # the optimizer step whose weights the copy holds
         self.shared_prefix_loss = shared_prefix_loss
         self._shared_prefix_told: set[str] = set()
         self.completions_path = completions_path
@@ -200,8 +204,41 @@ class SqlGrpoTrainer(GRPOTrainer):
             ) as unwrapped_model,
             torch.no_grad(),
         ):
+            twin = self._bf16_sampler(unwrapped_model)
+            if twin is not None:
+                return decode_repeated(twin, prompt_ids, settings, return_logps=True)
             completion_ids = decode_repeated(unwrapped_model, prompt_ids, settings)
         return completion_ids, None
+
+    def _bf16_sampler(self, model: Any) -> Any:
+        """Under bf16 precision with fp32 master weights: the bf16 copy torch samples from,
+        refreshed when an optimizer step has changed the policy (the sampler's log-probabilities
+        then correct the loss by truncated importance sampling, as for llama.cpp). None where
+        the policy itself samples: fp32 precision, weights already bf16, or a loss that reads
+        the sampler's log-probabilities its own way."""
+        import torch
+
+        from sqlgrpo.models.precision import bf16_copy, refresh_copy
+
+        if not self.args.bf16 or next(model.parameters()).dtype == torch.bfloat16:
+            return None
+        if self.loss_type == "vespo" or self.off_policy_mask_threshold is not None:
+            if not getattr(self, "_told_bf16", False):
+                logger.info(
+                    "bf16 sampling copy not used (vespo / off-policy mask): the policy samples"
+                )
+                self._told_bf16 = True
+            return None
+        step = self.state.global_step
+        if self._bf16_twin is None:
+            self._bf16_twin = bf16_copy(model)
+            logger.info(
+                "GRPO samples from a bf16 copy of the policy, refreshed every optimizer step"
+            )
+        elif self._bf16_step != step:
+            refresh_copy(self._bf16_twin, model)
+        self._bf16_step = step
+        return self._bf16_twin
 
     def _shared_prefix_blocker(
         self, model: Any, compute_aux_loss: bool, extra: dict[str, Any]
