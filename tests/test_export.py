@@ -124,21 +124,35 @@ def test_export_merges_lora_and_loads_without_sqlgrpo(
     )
 
 
-def test_model_card_reports_the_runs_measured_ex(tmp_path: Path, lora_run: Path) -> None:
+def test_model_card_reports_the_runs_measured_ex(
+    tmp_path: Path, lora_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run folder and output named relative to the working directory, as the README does
+    (`sqlgrpo export runs/demo/train --out exported`); the card reports the run's eval*
+    evaluation even when another evaluation (the demo's held-out rows) is newer."""
     import shutil
 
-    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs") / "train"
     shutil.copytree(lora_run, run)
     data = REPO / "tests" / "fixtures" / "eval_samples.jsonl"
     assert main(["eval", "--model", str(run), "--data", str(data), "--limit", "3",
                  "--max-new-tokens", "4", "--out", str(run / "eval_grpo"),
                  "--no-progress"]) == 0  # fmt: skip
     metrics = json.loads((run / "eval_grpo" / "metrics.json").read_text())
-    out = tmp_path / "export"
+    held = run / "heldout_grpo"
+    held.mkdir()
+    (held / "metrics.json").write_text(
+        json.dumps(metrics | {"n": 2, "execution_accuracy": 0.5, "split": "train"})
+    )
+    out = Path("exported")
     assert main(["export", str(run), "--out", str(out)]) == 0
     card = (out / "README.md").read_text()
     assert f"Execution accuracy **{metrics['execution_accuracy']:.3f}** on 3 examples" in card
-    assert "eval_grpo/metrics.json" in card
+    assert "(`eval_grpo/metrics.json` in the run folder)" in card
+    settings = json.loads((out / EXPORT_SETTINGS_FILE).read_text())
+    assert settings["evaluation"]["file"] == "eval_grpo/metrics.json"
+    assert settings["run"] == str(run.resolve())  # where it came from, from any folder
 
 
 def test_export_refuses_a_non_empty_out(tmp_path: Path, lora_run: Path, capsys) -> None:

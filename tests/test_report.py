@@ -74,8 +74,8 @@ def test_report_with_baseline(run_dir: Path, baseline_dir: Path) -> None:
     paths = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(baseline_dir)))
     page = paths.html.read_text()
     images = _images(page)
-    # reward curves + tiers by complexity + by gold kind
-    assert len(images) == 3
+    # headline + reward curves + tiers by complexity + by gold kind
+    assert len(images) == 4
     assert all(img.startswith(PNG_MAGIC) for img in images)
     assert "<table>" in page and "execution accuracy (strict &lt;sql&gt;)" in page
     # headline values of both evaluations are in the table (run: 4/6, baseline: 3/6)
@@ -83,7 +83,7 @@ def test_report_with_baseline(run_dir: Path, baseline_dir: Path) -> None:
     # paired comparison: gained p1, p2; lost p3; McNemar exact p for 2 vs 1 is 1.0
     assert "<td>gained (wrong → right)</td><td>2</td>" in page
     assert "<td>lost (right → wrong)</td><td>1</td>" in page
-    assert "<td>McNemar exact p-value (two-sided)</td><td>1.000</td>" in page
+    assert "<td>McNemar exact p-value (two-sided)</td><td>1</td>" in page
     assert "1 unreadable line(s) in metrics.jsonl skipped (lines [21])" in page
     assert "Sample completions" in page and "How many vessels are there?" in page
     assert "src='http" not in page and "<script" not in page  # self-contained
@@ -209,7 +209,10 @@ def test_report_baseline_without_shared_ids(run_dir: Path, tmp_path: Path) -> No
     other.write_text("".join(json.dumps(r) + "\n" for r in rows))
     base = _eval_dir(tmp_path / "otherbase", other)
     page = build_report(ReportConfig(run_dir=str(run_dir), baseline_dir=str(base))).html.read_text()
-    assert "share no example ids" in page and "McNemar" not in page
+    assert "share no example ids" in page and "McNemar exact p-value" not in page
+    headline = page.split("<h2>", 2)[1]
+    assert "<td>no shared ids</td>" in headline
+    assert "<td>McNemar p → GRPO</td><td>–</td><td>–</td>" in headline
 
 
 def test_report_with_two_baselines(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
@@ -218,8 +221,10 @@ def test_report_with_two_baselines(run_dir: Path, baseline_dir: Path, tmp_path: 
     page = build_report(
         ReportConfig(run_dir=str(run_dir), baseline_dir=[str(baseline_dir), str(warmup)])
     ).html.read_text()
-    assert "baseline (base)" in page and "baseline (warmup)" in page
+    # columns named by role: baselines by their folders, the run's own evaluation as GRPO
+    assert "<th>base [rule seed]</th><th>warmup [rule seed]</th><th>GRPO [rule seed]</th>" in page
     assert page.count("McNemar exact p-value") == 2
+    assert "Paired comparison (same examples): warmup vs GRPO" in page
 
 
 def test_report_with_a_second_split(run_dir: Path, baseline_dir: Path, tmp_path: Path) -> None:
@@ -340,3 +345,142 @@ def test_report_shows_voting_and_bird_rows(run_dir: Path) -> None:
     assert "<td>BIRD Soft-F1 (0-100)</td><td>61.250</td>" in page
     assert "<td>BIRD R-VES (0-100)</td><td>48.500</td>" in page
     assert "spider_official + test suite" in page
+
+
+def _paired_eval(path: Path, right: int, n: int = 20, strict: bool = True) -> Path:
+    """An evaluation of ``n`` examples (ids q0..) whose first ``right`` are correct."""
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": f"question {i}",
+            "match": i < right,
+            "match_lenient": i < right,
+            "format_ok": strict,
+            "format_strict_ok": strict,
+            "executed": i < right + 2,
+            "gold_kind": "select_rows",
+        }
+        for i in range(n)
+    ]
+    predictions = path.parent / f"{path.name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return _eval_dir(path, predictions)
+
+
+def _demo_layout(root: Path) -> dict[str, Path]:
+    """The demo's folders: base 0/20, warm-up 10/20, GRPO 20/20 on the test split; 1, 2, 4 of 6
+    on the held-out rows; a training run folder around the GRPO evaluations."""
+    train = root / "runs" / "demo" / "train"
+    shutil.copytree(FIXTURES / "eval_run", train)
+    (train / "config.yaml").write_text("model_name_or_path: tiny\n")
+    return {
+        "train": train,
+        "base": _paired_eval(root / "runs" / "demo" / "eval_base", 0, strict=False),
+        "warm-up": _paired_eval(root / "runs" / "demo" / "eval_warmup", 10),
+        "GRPO": _paired_eval(train / "eval_grpo", 20),
+        "held base": _paired_eval(root / "runs" / "demo" / "heldout_base", 1, n=6),
+        "held warm-up": _paired_eval(root / "runs" / "demo" / "heldout_warmup", 2, n=6),
+        "held GRPO": _paired_eval(train / "heldout_grpo", 4, n=6),
+    }
+
+
+def _demo_config(f: dict[str, Path]) -> ReportConfig:
+    """The report configuration the demo builds (role names as labels)."""
+    from sqlgrpo.evaluation.report import EvalGroup
+
+    held = (f["held base"], f["held warm-up"], f["held GRPO"])
+    labels = {str(f[n]): n for n in ("base", "warm-up", "GRPO")}
+    labels |= {str(d): n for d, n in zip(held, ("base", "warm-up", "GRPO"), strict=True)}
+    return ReportConfig(
+        run_dir=str(f["train"]),
+        baseline_dir=[str(f["base"]), str(f["warm-up"])],
+        eval_dir=str(f["GRPO"]),
+        split="test rows",
+        groups=[EvalGroup("held-out rows", tuple(str(d) for d in held))],
+        labels=labels,
+    )
+
+
+def _section(md: str, title_start: str) -> str:
+    return next(s for s in md.split("\n## ") if s.startswith(title_start))
+
+
+def test_headline_leads_with_roles_and_the_consoles_p(tmp_path: Path) -> None:
+    from sqlgrpo.evaluation.metrics import compare_runs, format_p_value, mcnemar_exact_p
+
+    f = _demo_layout(tmp_path)
+    paths = build_report(_demo_config(f))
+    md = paths.markdown.read_text()
+    titles = [s.split("\n", 1)[0] for s in md.split("\n## ")[1:]]
+    # the answer first, then the curves, then the detailed tables
+    assert titles[0] == "Headline: base / warm-up / GRPO"
+    assert titles[1] == "Training reward curves"
+    assert titles.index("test rows: Metrics") > 1
+    headline = _section(md, "Headline")
+    assert "| split | metric | base | warm-up | GRPO |" in headline
+    assert "| test rows | examples | 20 | 20 | 20 |" in headline
+    assert "|  | strict format | 0.000 | 1.000 | 1.000 |" in headline
+    assert "|  | EX [rule seed] | 0.000 | 0.500 | 1.000 |" in headline
+    # GRPO gained all 20 of base's misses and 10 of warm-up's, lost none
+    assert "|  | gained / lost → GRPO | +20 / -0 | +10 / -0 | – |" in headline
+    p_base, p_warm = mcnemar_exact_p(20, 0), mcnemar_exact_p(10, 0)
+    assert format_p_value(p_base) == "1.91e-06"  # 2 / 2**20: never printed as 0.000
+    assert f"|  | McNemar p → GRPO | {format_p_value(p_base)} | {format_p_value(p_warm)} | – |" in (
+        headline
+    )
+    # the held-out split's rows sit in the same table, under the same role columns
+    held = compare_runs(f["held base"], f["held GRPO"])
+    assert "| held-out rows | examples | 6 | 6 | 6 |" in headline
+    assert f"|  | gained / lost → GRPO | +{held.gained} / -{held.lost} | +2 / -0 | – |" in headline
+    # the headline figure is the page's first image; detailed tables keep the role names
+    page = paths.html.read_text()
+    first_img = _images(page)[0]
+    assert first_img.startswith(PNG_MAGIC)
+    assert page.index("<img") < page.index("Training reward curves")
+    assert "(same examples): base vs GRPO" in md and "(same examples): warm-up vs GRPO" in md
+    assert "| metric | base [rule seed] | warm-up [rule seed] | GRPO [rule seed] |" in md
+    detailed = _section(md, "test rows: Paired comparison (same examples): base vs GRPO")
+    assert f"| McNemar exact p-value (two-sided) | {format_p_value(p_base)} |" in detailed
+
+
+def test_report_rebuilds_the_recorded_comparisons_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo records its comparisons relative to the run folder; `sqlgrpo report RUN_DIR`
+    run from elsewhere, with the run named by another path, shows the same headline."""
+    from sqlgrpo.evaluation.report import save_report_inputs
+
+    monkeypatch.chdir(tmp_path)
+    f = _demo_layout(Path("."))  # relative paths, as the demo gets them
+    cfg = _demo_config(f)
+    first = build_report(cfg).markdown.read_text()
+    save_report_inputs(cfg)
+    (f["train"] / "report.md").unlink()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = tmp_path / "runs" / "demo" / "train"
+    assert main(["report", str(run)]) == 0
+    assert "report_inputs.json" in capsys.readouterr().out
+    again = (run / "report.md").read_text()
+    assert _section(again, "Headline") == _section(first, "Headline")
+
+    # --label renames a column; the recorded names stay for the others
+    label = f"{tmp_path / 'runs' / 'demo' / 'eval_base'}=SmolLM2 base"
+    assert main(["report", str(run), "--label", label]) == 0
+    headline = _section((run / "report.md").read_text(), "Headline")
+    assert "| split | metric | SmolLM2 base | warm-up | GRPO | base |" in headline
+
+    # --baseline replaces the recorded comparisons: folders are named by their names
+    assert main(["report", str(run), "--baseline", str(tmp_path / f["warm-up"])]) == 0
+    headline = _section((run / "report.md").read_text(), "Headline")
+    assert "| split | metric | eval_warmup | GRPO |" in headline
+
+
+def test_cli_report_bad_label_is_a_clear_error(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(run_dir), "--label", "no-name"]) == 1
+    assert "expected DIR=NAME" in capsys.readouterr().err

@@ -240,7 +240,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _run_stages(plan: DemoPlan) -> bool:
     """The six stages; True when training was interrupted (the later stages then wait)."""
-    from sqlgrpo.evaluation.report import EvalGroup, ReportConfig, build_report
+    from sqlgrpo.evaluation.report import (
+        EvalGroup,
+        ReportConfig,
+        build_report,
+        save_report_inputs,
+    )
     from sqlgrpo.models.run_settings import settings_from_mapping
     from sqlgrpo.training.train import run_training
 
@@ -278,23 +283,24 @@ def _run_stages(plan: DemoPlan) -> bool:
 
     _stage("6/6 write the report")
     names = ["base", "warm-up", "GRPO"] if warmup_model.exists() else ["base", "GRPO"]
-    paths = build_report(
-        ReportConfig(
-            run_dir=str(plan.train_dir),
-            baseline_dir=[str(first.folders[n]) for n in names[:-1]],
-            split=first.title if others else None,
-            groups=[
-                EvalGroup(split.title, tuple(str(split.folders[n]) for n in names))
-                for split in others
-            ],
-        )
+    cfg = ReportConfig(
+        run_dir=str(plan.train_dir),
+        baseline_dir=[str(first.folders[n]) for n in names[:-1]],
+        eval_dir=str(first.folders["GRPO"]),
+        split=first.title if others else None,
+        groups=[
+            EvalGroup(split.title, tuple(str(split.folders[n]) for n in names)) for split in others
+        ],
+        labels={str(split.folders[n]): n for split in (first, *others) for n in names},
     )
+    paths = build_report(cfg)
+    save_report_inputs(cfg)  # `sqlgrpo report RUN_DIR` rebuilds this page
     print(f"report written: {paths.html}")
     return False
 
 
 def _summary(plan: DemoPlan, elapsed_s: float) -> None:
-    from sqlgrpo.evaluation.metrics import compare_runs
+    from sqlgrpo.evaluation.metrics import compare_runs, format_p_value
 
     print(f"\n=== results ({elapsed_s / 60:.1f} min) ===")
     header = ("n", "format", "strict fmt", "executable", "EX", "EX lenient")
@@ -318,6 +324,6 @@ def _summary(plan: DemoPlan, elapsed_s: float) -> None:
             delta = (cmp.accuracy_b or 0.0) - (cmp.accuracy_a or 0.0)
             print(
                 f"paired {name} -> GRPO: {cmp.n_shared} shared samples, +{cmp.gained} gained, "
-                f"-{cmp.lost} lost, EX {delta:+.3f}, McNemar exact p = {cmp.p_value:.3g}"
+                f"-{cmp.lost} lost, EX {delta:+.3f}, McNemar exact p = {format_p_value(cmp.p_value)}"
             )
     print(f"report: {plan.train_dir / 'report.html'}")

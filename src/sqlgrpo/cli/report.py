@@ -1,8 +1,11 @@
-"""`sqlgrpo report RUN_DIR [--baseline DIR]`: HTML + Markdown report of a run."""
+"""`sqlgrpo report RUN_DIR [--baseline DIR] [--label DIR=NAME]`: HTML + Markdown report of a
+run, leading with the headline table and figure (every model on every split, paired)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,7 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="HTML + Markdown report: reward curves, metrics, tiers, samples, judge",
         description="Write RUN_DIR/report.html (self-contained) and report.md from a training run "
-        "folder and/or an evaluation folder; --baseline adds a before/after comparison.",
+        "folder and/or an evaluation folder; --baseline adds a before/after comparison. The page "
+        "opens on a headline table and figure: each model (base, warm-up, GRPO) on each split, "
+        "strict format, executable rate and EX, with the examples the run's model gained and "
+        "lost against each and the McNemar p-value. Without --baseline or --group, the "
+        "comparisons `sqlgrpo demo` recorded in RUN_DIR/report_inputs.json are used.",
     )
     p.add_argument("run_dir", help="training run folder or evaluation folder")
     p.add_argument(
@@ -34,25 +41,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluations of the same models on another split (repeatable): a metrics table "
         "of its own, the last folder compared with each other one",
     )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="DIR=NAME",
+        help="name the column of evaluation folder DIR (repeatable; default: GRPO for the "
+        "run's own evaluation, base / warm-up as the demo recorded them, else the folder name)",
+    )
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sqlgrpo.evaluation.report import EvalGroup, ReportConfig, build_report
+    from dataclasses import replace
+
+    from sqlgrpo.evaluation.report import (
+        REPORT_INPUTS_FILE,
+        EvalGroup,
+        ReportConfig,
+        build_report,
+        parse_label,
+        recorded_report_config,
+    )
 
     try:
-        cfg = ReportConfig(
-            run_dir=args.run_dir,
-            baseline_dir=args.baseline,
-            out_dir=args.out,
-            n_examples=args.examples,
-            title=args.title,
-            split=args.split,
-            groups=[EvalGroup.parse(text) for text in args.group],
-        )
+        labels = dict(parse_label(text) for text in args.label)
+        recorded = None
+        if not args.baseline and not args.group:
+            recorded = recorded_report_config(args.run_dir)
+        if recorded is not None:
+            print(f"comparisons recorded in {Path(args.run_dir) / REPORT_INPUTS_FILE}")
+            cfg = replace(
+                recorded,
+                out_dir=args.out,
+                n_examples=args.examples,
+                title=args.title,
+                split=args.split or recorded.split,
+                labels={**recorded.labels, **labels},
+            )
+        else:
+            cfg = ReportConfig(
+                run_dir=args.run_dir,
+                baseline_dir=args.baseline,
+                out_dir=args.out,
+                n_examples=args.examples,
+                title=args.title,
+                split=args.split,
+                groups=[EvalGroup.parse(text) for text in args.group],
+                labels=labels,
+            )
         paths = build_report(cfg)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}")
+        print(f"sqlgrpo report: error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {paths.html}")
     print(

@@ -4,7 +4,13 @@ puts them side by side."""
 
 from sqlgrpo.evaluation.evaluate import EvalConfig, EvalResult, evaluate, prompted_eval_config
 from sqlgrpo.evaluation.judge import JudgeConfig, judge_eval_dir
-from sqlgrpo.evaluation.metrics import PairedComparison, aggregate, compare_runs, mcnemar_exact_p
+from sqlgrpo.evaluation.metrics import (
+    PairedComparison,
+    aggregate,
+    compare_runs,
+    format_p_value,
+    mcnemar_exact_p,
+)
 from sqlgrpo.evaluation.report import EvalGroup, ReportConfig, build_report
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "build_report",
     "compare_runs",
     "evaluate",
+    "format_p_value",
     "judge_eval_dir",
     "mcnemar_exact_p",
     "prompted_eval_config",

@@ -118,6 +118,12 @@ def mcnemar_exact_p(gained: int, lost: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
+def format_p_value(p: float) -> str:
+    """A p-value as the console and the report print it: three significant digits
+    (``3.05e-05``, ``0.0412``, ``1``), so a small p never reads as ``0.000``."""
+    return f"{p:.3g}"
+
+
 @dataclass
 class PairedComparison:
     """Per-id comparison of evaluation B against evaluation A on their shared ids."""

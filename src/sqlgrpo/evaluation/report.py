@@ -4,8 +4,18 @@ Inputs, each optional but at least one required:
 - a training run folder's ``metrics.jsonl`` (reward curves per component) and
   ``completions.jsonl`` (sample completions when there is no evaluation);
 - an evaluation folder (``metrics.json`` + ``predictions.jsonl``): the run folder
-  itself or its newest ``eval*`` subfolder, and optionally a baseline one to compare;
+  itself or its newest ``eval*`` subfolder, and optionally baselines to compare (the base
+  and warm-up models) and groups of the same models on other splits;
 - ``judge_summary.json`` beside the evaluation.
+
+The page leads with the answer: one headline table and figure with every model (named by
+role: ``base``, ``warm-up``, ``GRPO``; ``ReportConfig.labels`` names others) on every split,
+strict format, executable rate and EX, with the examples the run's model gained and lost
+against each other model and the McNemar p-value of that difference (printed by
+:func:`~sqlgrpo.evaluation.metrics.format_p_value`, as the demo's console prints it). The
+reward curves and the detailed tables follow. ``save_report_inputs`` records a report's
+comparisons in the run folder (``report_inputs.json``, paths relative to it) so that
+``sqlgrpo report RUN_DIR`` rebuilds the same page.
 """
 
 from __future__ import annotations
@@ -15,12 +25,13 @@ import html
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlgrpo.data.jsonl import read_jsonl_lenient
-from sqlgrpo.evaluation.metrics import PairedComparison, compare_runs
+from sqlgrpo.evaluation.metrics import PairedComparison, compare_runs, format_p_value
 from sqlgrpo.evaluation.reward_curves import (  # noqa: F401 (rolling_mean, smoothing_window: report API)
     TOTAL,
     reward_curves_png,
@@ -29,8 +40,20 @@ from sqlgrpo.evaluation.reward_curves import (  # noqa: F401 (rolling_mean, smoo
     smoothing_window,
     training_curves,
 )
+from sqlgrpo.models.run_settings import RUN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
+
+REPORT_INPUTS_FILE = "report_inputs.json"
+#: The name of the run's own evaluation when the run folder is a training run.
+TRAINED_ROLE = "GRPO"
+#: The headline's rows: what a newcomer asks first of each model on each split.
+HEADLINE_ROWS = (
+    ("n", "examples"),
+    ("format_rate_strict", "strict format"),
+    ("executable_rate", "executable"),
+    ("execution_accuracy", "EX"),
+)
 
 HEADLINE = (
     ("n", "examples"),
@@ -97,6 +120,74 @@ class ReportConfig:
             "table with paired comparisons against its last folder"
         },
     )
+    labels: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "evaluation folder -> the name its column gets (default: GRPO for a "
+            "training run's own evaluation, else the folder's name)"
+        },
+    )
+    eval_dir: str | None = field(
+        default=None,
+        metadata={"help": "the run's evaluation (default: run_dir itself or its newest eval*)"},
+    )
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``DIR=NAME`` (the command line's spelling) as (folder, name)."""
+    folder, sep, name = text.partition("=")
+    if not sep or not folder.strip() or not name.strip():
+        raise ValueError(f"label {text!r}: expected DIR=NAME, e.g. runs/demo/eval_base=base")
+    return folder.strip(), name.strip()
+
+
+def save_report_inputs(cfg: ReportConfig) -> Path:
+    """Record ``cfg``'s comparisons (baselines, groups, split, labels, the run's evaluation) in
+    ``RUN_DIR/report_inputs.json``, each folder relative to the run folder, so that
+    :func:`recorded_report_config` gives them back from any working directory."""
+    run = Path(cfg.run_dir).resolve()
+
+    def rel(folder: str) -> str:
+        return Path(os.path.relpath(Path(folder).resolve(), run)).as_posix()
+
+    wanted = [cfg.baseline_dir] if isinstance(cfg.baseline_dir, str) else (cfg.baseline_dir or [])
+    record = {
+        "baselines": [rel(d) for d in wanted],
+        "eval_dir": rel(cfg.eval_dir) if cfg.eval_dir else None,
+        "split": cfg.split,
+        "groups": [{"title": g.title, "dirs": [rel(d) for d in g.dirs]} for g in cfg.groups],
+        "labels": {rel(d): name for d, name in cfg.labels.items()},
+    }
+    path = run / REPORT_INPUTS_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def recorded_report_config(run_dir: str | Path) -> ReportConfig | None:
+    """The comparisons :func:`save_report_inputs` recorded for ``run_dir``, or None."""
+    run = Path(run_dir)
+    path = run / REPORT_INPUTS_FILE
+    if not path.is_file():
+        return None
+    record = _load_json(path)
+
+    def folder(rel: str) -> str:
+        return os.path.normpath(run / rel)
+
+    try:
+        return ReportConfig(
+            run_dir=str(run),
+            baseline_dir=[folder(d) for d in record.get("baselines", [])],
+            eval_dir=folder(record["eval_dir"]) if record.get("eval_dir") else None,
+            split=record.get("split"),
+            groups=[
+                EvalGroup(g["title"], tuple(folder(d) for d in g["dirs"]))
+                for g in record.get("groups", [])
+            ],
+            labels={folder(d): name for d, name in record.get("labels", {}).items()},
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a report_inputs record ({exc!r})") from exc
 
 
 @dataclass
@@ -273,14 +364,14 @@ def _paired_section(
         ["gained (wrong → right)", cmp.gained],
         ["lost (right → wrong)", cmp.lost],
         ["both right / both wrong", f"{cmp.both_correct} / {cmp.both_wrong}"],
-        ["McNemar exact p-value (two-sided)", cmp.p_value],
+        ["McNemar exact p-value (two-sided)", format_p_value(cmp.p_value)],
     ]
     if cmp.only_in_a or cmp.only_in_b:
         rows.append(["ids in one run only", f"{cmp.only_in_a} / {cmp.only_in_b}"])
     if rule:
         rows.append(["comparison rule", rule])
     h, md = _table(["paired comparison", "value"], rows)
-    return _Section("Paired comparison (same examples)", h, md)
+    return _Section(f"Paired comparison (same examples): {names[0]} vs {names[1]}", h, md)
 
 
 def _judge_section(
@@ -420,39 +511,193 @@ def _eval_folder(name: str) -> Path:
     return found
 
 
-def _comparison_sections(
-    runs: list[tuple[str, dict[str, Any]]],
-    base_dirs: list[Path],
-    eval_dir: Path | None,
-    split: str | None = None,
-) -> list[_Section]:
-    """A metrics table of ``runs`` and a paired comparison of each baseline with ``eval_dir``;
-    titles name ``split`` when the report shows more than one."""
-    if not runs:
-        return []
-    sections = [_metrics_section(runs)]
-    last = runs[-1][0] if split else "this run"
-    for base_dir in base_dirs if eval_dir is not None else []:
-        cmp = compare_runs(base_dir, eval_dir)
-        label = base_dir.name if split else f"baseline ({base_dir.name})"
+@dataclass
+class _Split:
+    """Evaluations of several models on one split, named; when ``compared``, the last one is
+    paired with each other one (``pairs``, by name)."""
+
+    title: str
+    titled: bool  # whether section titles name the split (the report shows several)
+    names: list[str]
+    dirs: list[Path]
+    metrics: list[dict[str, Any]]
+    pairs: dict[str, PairedComparison] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[tuple[str, dict[str, Any]]]:
+        return list(zip(self.names, self.metrics, strict=True))
+
+    @property
+    def rule(self) -> str:
+        return " / ".join(sorted({_rule(m) for m in self.metrics}))
+
+
+def _data_title(metrics: dict[str, Any]) -> str:
+    """``data:split (N rows)`` of an evaluation: the split a report shows when none is named."""
+    where = f"{metrics.get('data', '?')}" + (f":{metrics['split']}" if metrics.get("split") else "")
+    return f"{where} ({metrics.get('n', '?')} rows)"
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``names`` with a repeated one numbered (``base``, ``base (2)``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _split(title: str, titled: bool, names: list[str], dirs: list[Path], compared: bool) -> _Split:
+    names = _unique(names)
+    split = _Split(title, titled, names, dirs, [_load_json(d / "metrics.json") for d in dirs])
+    if compared:
+        for name, folder in zip(names[:-1], dirs[:-1], strict=True):
+            split.pairs[name] = compare_runs(folder, dirs[-1])
+    return split
+
+
+def _comparison_sections(split: _Split) -> list[_Section]:
+    """The split's detailed metrics table and a paired comparison of each model with the last."""
+    sections = [_metrics_section(split.runs)]
+    last = split.names[-1]
+    for name, cmp in split.pairs.items():
         if cmp.n_shared:
-            rules = {_rule(m) for _, m in runs}
-            sec = _paired_section(cmp, (label, last), " / ".join(sorted(rules)))
-            if len(base_dirs) > 1:
-                sec.title += f": {base_dir.name} vs {last}"
-            sections.append(sec)
+            sections.append(_paired_section(cmp, (name, last), split.rule))
         else:
             msg = (
-                f"{base_dir.name} and {last} share no example ids: no paired comparison "
+                f"{name} and {last} share no example ids: no paired comparison "
                 "(use the same --data, --limit and --seed)."
             )
             sections.append(
                 _Section("Paired comparison", f"<p class='note'>{html.escape(msg)}</p>", msg + "\n")
             )
-    if split:
+    if split.titled:
         for sec in sections:
-            sec.title = f"{split}: {sec.title}"
+            sec.title = f"{split.title}: {sec.title}"
     return sections
+
+
+def _gained_lost(cmp: PairedComparison) -> str:
+    return f"+{cmp.gained} / -{cmp.lost}" if cmp.n_shared else "no shared ids"
+
+
+def _headline_section(splits: list[_Split]) -> _Section:
+    """Every model on every split, one column per model (by name), with the paired gained /
+    lost and McNemar p of the last model against each other one; and the same as a figure."""
+    columns: list[str] = []
+    for split in splits:
+        columns += [name for name in split.names if name not in columns]
+    rows: list[list[Any]] = []
+    for split in splits:
+        by_name = dict(split.runs)
+        for i, (key, label) in enumerate(HEADLINE_ROWS):
+            if key == "execution_accuracy":
+                label = f"EX [rule {split.rule}]"
+            cells = [by_name[c].get(key) if c in by_name else None for c in columns]
+            rows.append([split.title if i == 0 else "", label, *cells])
+        if split.pairs:
+            last = split.names[-1]
+            pairs = [split.pairs.get(c) for c in columns]
+            rows.append(["", f"gained / lost → {last}", *(c and _gained_lost(c) for c in pairs)])
+            rows.append(
+                [
+                    "",
+                    f"McNemar p → {last}",
+                    *(c and c.n_shared and format_p_value(c.p_value) or None for c in pairs),
+                ]
+            )
+    h, md = _table(["split", "metric", *columns], rows)
+    note = (
+        "strict format: the answer is exactly `<reasoning>...</reasoning><sql>...</sql>`; "
+        "executable: its SQL runs; EX: execution accuracy, its result equal to the gold "
+        "query's under the named rule (docs/evaluation.md). gained / lost: examples the "
+        "compared model gets right that the column's model got wrong, and the reverse, on the "
+        "examples both answered; p: two-sided exact McNemar test of gained against lost "
+        "(a small p: the change is unlikely to be chance)."
+    )
+    sec = _Section(
+        "Headline: " + " / ".join(columns),
+        f"{h}<p class='note'>{html.escape(note.replace('`', ''))}</p>",
+        f"{md}\n{note}\n",
+    )
+    caption = (
+        "Strict format, executable rate and EX of each model on each split; beneath each "
+        "panel, the paired gained / lost and McNemar p"
+    )
+    sec.figures.append(_Figure("headline", caption, plot_headline(splits, columns)))
+    return sec
+
+
+def plot_headline(splits: list[_Split], columns: list[str]) -> bytes:
+    """One panel per split: strict format, executable and EX bars per model (a model keeps
+    its colour across panels), the paired comparisons written beneath."""
+    import textwrap
+
+    from matplotlib.figure import Figure
+
+    keys = [(k, label) for k, label in HEADLINE_ROWS if k != "n"]
+    fig = Figure(figsize=(max(5.5, 4.6 * len(splits)), 4.0))
+    for i, split in enumerate(splits):
+        ax = fig.add_subplot(1, len(splits), i + 1)
+        width = 0.8 / len(split.names)
+        for j, (name, metrics) in enumerate(split.runs):
+            values = [metrics.get(k) or 0.0 for k, _ in keys]
+            xs = [x + (j - (len(split.names) - 1) / 2) * width for x in range(len(keys))]
+            bars = ax.bar(xs, values, width=width, label=name, color=f"C{columns.index(name)}")
+            for bar, value in zip(bars, values, strict=True):
+                ax.annotate(
+                    f"{value:.2f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([label for _, label in keys], fontsize=8)
+        ax.set_ylim(0, 1.1)
+        ax.set_title(textwrap.fill(split.title, 48), fontsize=9)
+        last = split.names[-1]
+        ax.set_xlabel(
+            "\n".join(
+                f"{name} → {last}: {_gained_lost(cmp)}"
+                + (f", p = {format_p_value(cmp.p_value)}" if cmp.n_shared else "")
+                for name, cmp in split.pairs.items()
+            ),
+            fontsize=8,
+        )
+    handles = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.tight_layout()
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(handles),
+        fontsize=9,
+        frameon=False,
+    )
+    return _png(fig)
+
+
+def _namer(cfg: ReportConfig, run: Path, eval_dir: Path | None) -> Any:
+    """A folder's column name: its label, else ``GRPO`` for a training run's own evaluation,
+    else the folder's name."""
+    labels = {Path(folder).resolve(): name for folder, name in cfg.labels.items()}
+    trained = (run / RUN_CONFIG_FILE).exists() or (run / "metrics.jsonl").exists()
+
+    def name(given: str | None, folder: Path) -> str:
+        for path in (folder, Path(given) if given else None):
+            if path is not None and path.resolve() in labels:
+                return labels[path.resolve()]
+        if trained and eval_dir is not None and folder.resolve() == eval_dir.resolve():
+            return TRAINED_ROLE
+        return folder.name
+
+    return name
 
 
 def build_report(cfg: ReportConfig) -> ReportPaths:
@@ -463,11 +708,27 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such folder")
     out = Path(cfg.out_dir) if cfg.out_dir else run
-    sections: list[_Section] = []
-    eval_dir = find_eval_dir(run)
+    eval_dir = _eval_folder(cfg.eval_dir) if cfg.eval_dir else find_eval_dir(run)
     wanted = [cfg.baseline_dir] if isinstance(cfg.baseline_dir, str) else (cfg.baseline_dir or [])
     base_dirs = [_eval_folder(name) for name in wanted]
+    name = _namer(cfg, run, eval_dir)
 
+    splits: list[_Split] = []
+    given: list[str | None] = list(wanted)
+    dirs_of_run = base_dirs
+    if eval_dir is not None:
+        given, dirs_of_run = [*given, cfg.eval_dir], [*base_dirs, eval_dir]
+    if dirs_of_run:
+        title = cfg.split or _data_title(_load_json(dirs_of_run[-1] / "metrics.json"))
+        names = [name(g, d) for g, d in zip(given, dirs_of_run, strict=True)]
+        compared = eval_dir is not None
+        splits.append(_split(title, cfg.split is not None, names, dirs_of_run, compared))
+    for group in cfg.groups:
+        dirs = [_eval_folder(folder) for folder in group.dirs]
+        names = [name(g, d) for g, d in zip(group.dirs, dirs, strict=True)]
+        splits.append(_split(group.title, True, names, dirs, True))
+
+    sections: list[_Section] = [_headline_section(splits)] if splits else []
     log_path = run / "metrics.jsonl"
     if log_path.exists():
         rows, bad = read_jsonl_lenient(log_path)
@@ -489,16 +750,9 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
             sec.markdown += f"\n{msg}\n"
         sections.append(sec)
 
-    runs: list[tuple[str, dict[str, Any]]] = [
-        (f"baseline ({d.name})", _load_json(d / "metrics.json")) for d in base_dirs
-    ]
-    if eval_dir is not None:
-        runs.append((f"this run ({eval_dir.name})", _load_json(eval_dir / "metrics.json")))
-    sections += _comparison_sections(runs, base_dirs, eval_dir, cfg.split)
-    for group in cfg.groups:
-        dirs = [_eval_folder(name) for name in group.dirs]
-        named = [(d.name, _load_json(d / "metrics.json")) for d in dirs]
-        sections += _comparison_sections(named, dirs[:-1], dirs[-1], group.title)
+    for split in splits:
+        sections += _comparison_sections(split)
+    runs = splits[0].runs if dirs_of_run else []  # the run's split (not a group's)
     tiers = _Section("Accuracy by tier")
     for key, label in TIER_KEYS:
         if any(m.get(key) for _, m in runs):

@@ -47,7 +47,9 @@ class ExportResult:
 
 
 def run_evaluation(run_dir: Path) -> dict[str, Any] | None:
-    """The newest evaluation of the run folder's model (``RUN_DIR/*/metrics.json``)."""
+    """The run folder's evaluation of its model (``RUN_DIR/*/metrics.json``): the newest
+    ``eval*`` one (the one ``sqlgrpo report`` shows; the demo's test split), else the newest
+    of any. ``file`` is relative to the run folder, whatever folder the run was named from."""
     found = []
     for path in run_dir.glob("*/metrics.json"):
         try:
@@ -55,12 +57,13 @@ def run_evaluation(run_dir: Path) -> dict[str, Any] | None:
         except (OSError, json.JSONDecodeError):
             continue
         if "execution_accuracy" in metrics:
-            found.append((path.stat().st_mtime, path, metrics))
+            rank = (path.parent.name.startswith("eval"), path.stat().st_mtime)
+            found.append((rank, path, metrics))
     if not found:
         return None
     _, path, m = max(found, key=lambda f: f[0])
     return {
-        "file": str(path),
+        "file": path.relative_to(run_dir).as_posix(),
         "execution_accuracy": m["execution_accuracy"],
         "format_rate": m.get("format_rate"),
         "executable_rate": m.get("executable_rate"),
@@ -150,7 +153,7 @@ def write_model_card(
             f"{':' + evaluation['split'] if evaluation.get('split') else ''} "
             f"(comparison rule `{evaluation['compare_rule']}`; format rate "
             f"{evaluation['format_rate']:.3f}), measured by `sqlgrpo eval` "
-            f"(`{Path(evaluation['file']).relative_to(run_dir)}` in the run folder)."
+            f"(`{evaluation['file']}` in the run folder)."
         )
     else:
         ex = "Not evaluated: the run folder holds no `sqlgrpo eval` result."
@@ -242,7 +245,7 @@ def export_model(
     )
     evaluation = run_evaluation(run) if run.is_dir() else None
     write_export_settings(
-        settings, out, run=str(run), answer_format=ANSWER_FORMAT, evaluation=evaluation
+        settings, out, run=str(run.resolve()), answer_format=ANSWER_FORMAT, evaluation=evaluation
     )
     gguf_path = modelfile = None
     if gguf is not None:
