@@ -129,7 +129,7 @@ def _parse_path(path_text: str, given: str) -> DbTarget:
     if head[8:12] == DUCKDB_MAGIC:
         return DbTarget("duckdb", str(path.resolve()))
     raise EngineError(
-        f"{given}: not a SQLite or DuckDB database (no header), nor a "
+        f"{given}: not a SQLite database (no SQLite or DuckDB header), nor a "
         f"{'/'.join(DATA_FILE_SUFFIXES)} file"
     )
 

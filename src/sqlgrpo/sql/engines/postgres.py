@@ -63,6 +63,14 @@ WORK_MEM = "16MB"
 #: Statement types (``sqlgrpo.sql.statements.statement_type``) that may run.
 READ_TYPES = QUERY_TYPES | {"TABLE"}
 WRITE_TYPES = frozenset({"INSERT", "UPDATE", "DELETE"})
+#: PostgreSQL's command words: a statement starting with another word is a syntax error.
+COMMAND_WORDS = frozenset(
+    """ABORT ALTER ANALYZE BEGIN CALL CHECKPOINT CLOSE CLUSTER COMMENT COMMIT COPY CREATE
+    DEALLOCATE DECLARE DELETE DISCARD DO DROP END EXECUTE EXPLAIN FETCH GRANT IMPORT INSERT
+    LISTEN LOAD LOCK MERGE MOVE NOTIFY PREPARE REASSIGN REFRESH REINDEX RELEASE RESET REVOKE
+    ROLLBACK SAVEPOINT SECURITY SELECT SET SHOW START TABLE TRUNCATE UNLISTEN UPDATE VACUUM
+    VALUES WITH""".split()
+)
 #: Role queries run as when the URL names a superuser (PostgreSQL 14+).
 READ_ROLE = "pg_read_all_data"
 #: Functions refused when called: files, programs, network, other sessions, settings,
@@ -479,6 +487,8 @@ class PostgresEngine(Engine):
 
     def _refusal(self, sql: str, stype: str | None) -> ExecResult | None:
         kind = stype or statement_type(sql)
+        if kind not in COMMAND_WORDS and kind != "UNKNOWN":
+            return failure(kind, ErrorClass.SYNTAX, f'syntax error at or near "{kind.lower()}"')
         if kind not in READ_TYPES | WRITE_TYPES:
             return failure(
                 kind,
