@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import re
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -295,6 +296,56 @@ def fetch_plain(
             rows.append(row)
         if len(batch) < want:
             return rows, False
+
+
+# --- deadlines ---------------------------------------------------------------------------
+
+
+class Watchdog:
+    """One thread that calls ``action()`` when an armed deadline passes: the per-statement
+    interrupt of an engine without starting a thread per statement."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._action: Callable[[], None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def arm(self, timeout_s: float, action: Callable[[], None]) -> None:
+        """Call ``action`` in ``timeout_s`` seconds unless :meth:`disarm` comes first."""
+        with self._cond:
+            self._deadline = time.monotonic() + timeout_s
+            self._action = action
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="sqlgrpo-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        """Cancel the armed deadline; once this returns, ``action`` is not running and will
+        not run for it."""
+        with self._cond:
+            self._deadline = None
+            self._action = None
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                if self._deadline is None:
+                    self._cond.wait(60.0)
+                    if self._deadline is None:
+                        self._thread = None
+                        return
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                action, self._deadline, self._action = self._action, None, None
+                if action is not None:
+                    action()  # under the lock: disarm() waits until it has returned
 
 
 # --- the interface -----------------------------------------------------------------------

@@ -176,7 +176,8 @@ class EngineDatabase:
 
 
 class EngineCache:
-    """Sample databases copied into ``engine`` once each (LRU of ``max_entries``)."""
+    """Sample databases copied into ``engine`` once each (LRU of ``max_entries``; an in-memory
+    DuckDB database costs about 4 MB beyond its data, so 128 of them about half a GB)."""
 
     def __init__(
         self,
@@ -184,7 +185,7 @@ class EngineCache:
         limits: SandboxLimits = DEFAULT_LIMITS,
         *,
         url: str | None = None,
-        max_entries: int = 64,
+        max_entries: int = 128,
         isolation: str = "inline",
         source_dialect: str = "sqlite",
     ) -> None:
@@ -211,50 +212,50 @@ class EngineCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry
-        entry = EngineDatabase(
-            self._build(key, sql_context, db_path),
-            self.source_dialect,
-            _sqlite_names(sql_context, db_path),
-        )
+        entry = self._build(key, sql_context, db_path)
         with self._lock:
             self._entries[key] = entry
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)[1].close()
         return entry
 
-    def _build(self, key: str, sql_context: str | None, db_path: str | None) -> Engine:
+    def _build(self, key: str, sql_context: str | None, db_path: str | None) -> EngineDatabase:
         recipe = EngineRecipe(
             self.engine, f"{self.engine}:{key}", self.limits, sqlite_path=db_path,
             sql_context=sql_context,
         )  # fmt: skip
-        if self.engine == "duckdb":
-            if self.isolation == "process":
-                return IsolatedEngine(recipe, build_engine)
-            return build_engine(recipe)
-        from sqlgrpo.sql.engines.postgres import PostgresEngine, load_tables
-
+        if self.engine == "duckdb" and self.isolation == "process":
+            engine: Engine = IsolatedEngine(recipe, build_engine)
+            return EngineDatabase(engine, self.source_dialect, _sqlite_names(sql_context, db_path))
         source = (
             Database.from_context(sql_context)
             if sql_context is not None
             else Database.from_path(db_path)  # type: ignore[arg-type]
         )
         try:
-            if source.build_error is not None:
-                raise ValueError(f"database did not build: {source.build_error}")
             copy = source.copy()
             try:
-                tables = read_sqlite_tables(copy)
+                names = _names(copy)
+                tables = read_sqlite_tables(copy) if source.build_error is None else []
             finally:
                 copy.close()
         finally:
             source.close()
-        schema = schema_name(key, db_path)
-        load_tables(self.url, schema, tables)  # type: ignore[arg-type]
-        engine = PostgresEngine(
-            DbTarget("postgres", self.url, kind="url"), self.limits, schema=schema
-        )  # type: ignore[arg-type]
+        if self.engine == "duckdb":
+            from sqlgrpo.sql.engines.duckdb import DuckdbEngine
+
+            engine = DuckdbEngine.from_tables(recipe.key, tables, self.limits)
+        else:
+            from sqlgrpo.sql.engines.postgres import PostgresEngine, load_tables
+
+            schema = schema_name(key, db_path)
+            if source.build_error is None:
+                load_tables(self.url, schema, tables)  # type: ignore[arg-type]
+            target = DbTarget("postgres", self.url, kind="url")  # type: ignore[arg-type]
+            engine = PostgresEngine(target, self.limits, schema=schema)
+        engine.build_error = source.build_error
         engine.diagnostics.extend(note for table in tables for note in table.notes)
-        return engine
+        return EngineDatabase(engine, self.source_dialect, names)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -299,15 +300,19 @@ def _sqlite_names(sql_context: str | None, db_path: str | None) -> frozenset[str
     try:
         copy = source.copy()
         try:
-            names = set()
-            for (table,) in copy.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-            ).fetchall():
-                names.add(table.lower())
-                quoted = '"' + table.replace('"', '""') + '"'
-                names.update(row[1].lower() for row in copy.execute(f"PRAGMA table_info({quoted})"))
-            return frozenset(names)
+            return _names(copy)
         finally:
             copy.close()
     finally:
         source.close()
+
+
+def _names(conn: Any) -> frozenset[str]:
+    names = set()
+    for (table,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+    ).fetchall():
+        names.add(table.lower())
+        quoted = '"' + table.replace('"', '""') + '"'
+        names.update(row[1].lower() for row in conn.execute(f"PRAGMA table_info({quoted})"))
+    return frozenset(names)

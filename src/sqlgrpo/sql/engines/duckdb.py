@@ -44,6 +44,7 @@ from sqlgrpo.sql.engines.base import (
     Prepared,
     ResultTooBig,
     TableInfo,
+    Watchdog,
     example_rows_comment,
     fetch_plain,
     finish,
@@ -155,6 +156,7 @@ class DuckdbEngine(Engine):
         self._target = target
         self._copy: Any = conn if writable else None  # where statements that write run
         self._lock = threading.Lock()
+        self._watchdog = Watchdog()
         self._closed = False
 
     # --- opening ---------------------------------------------------------------------
@@ -339,14 +341,12 @@ class DuckdbEngine(Engine):
             fired.set()
             conn.interrupt()
 
-        timer = threading.Timer(self.limits.timeout_s, interrupt)
-        timer.daemon = True
         conn.execute("BEGIN TRANSACTION")
-        timer.start()
+        self._watchdog.arm(self.limits.timeout_s, interrupt)
         try:
             for statement in statements[:-1]:  # a trusted script's leading statements
-                conn.execute(statement.query).fetchall()
-            cursor = conn.execute(statements[-1].query)
+                conn.execute(statement).fetchall()
+            cursor = conn.execute(statements[-1])
             columns: tuple[str, ...] = ()
             rows: list[tuple] = []
             truncated = False
@@ -374,8 +374,7 @@ class DuckdbEngine(Engine):
                 return _timeout(stype, self.limits)
             return failure(stype, classify_duckdb(exc), message_of(exc))
         finally:
-            timer.cancel()
-            timer.join()
+            self._watchdog.disarm()
             try:
                 conn.execute("ROLLBACK")
             except Exception:  # noqa: BLE001 - no transaction left to end

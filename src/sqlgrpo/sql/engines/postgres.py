@@ -45,6 +45,7 @@ from sqlgrpo.sql.engines.base import (
     Prepared,
     ResultTooBig,
     TableInfo,
+    Watchdog,
     example_rows_comment,
     fetch_plain,
     finish,
@@ -284,6 +285,7 @@ class PostgresEngine(Engine):
         self.target = target
         self.schema = schema
         self._lock = threading.Lock()
+        self._watchdog = Watchdog()
         self._conn: Any = None
         self._connect()
 
@@ -517,14 +519,12 @@ class PostgresEngine(Engine):
             except Exception:  # noqa: BLE001 - the server-side timeout still holds
                 pass
 
-        timer = threading.Timer(self.limits.timeout_s, cancel)
-        timer.daemon = True
         try:
             self._begin(read_only=not writes, timeout_ms=timeout_ms)
         except Exception as exc:  # noqa: BLE001
             self._end()
             return failure(stype, classify_postgres(exc), message_of(exc))
-        timer.start()
+        self._watchdog.arm(self.limits.timeout_s, cancel)
         try:
             for piece in pieces[:-1]:  # a trusted script's leading statements
                 conn.cursor().execute(piece, binary=True)
@@ -564,8 +564,7 @@ class PostgresEngine(Engine):
                 return _timeout(stype, self.limits)
             return failure(stype, classify_postgres(exc), message_of(exc))
         finally:
-            timer.cancel()
-            timer.join()
+            self._watchdog.disarm()
             self._end()
 
     def close(self) -> None:
