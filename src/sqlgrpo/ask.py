@@ -9,6 +9,13 @@ sandbox (:class:`sqlgrpo.sql.Database`): the file is opened read-only and copied
 memory, queries run under the read-only authorizer, and anything that writes runs on a
 fresh in-memory copy whose changes are summarised; the user's file is never written.
 
+``--db`` also takes a DuckDB file, Parquet / CSV files, or a PostgreSQL URL
+(:func:`sqlgrpo.sql.engines.parse_db`): the engine's sandbox runs the SQL
+(:mod:`sqlgrpo.sql.engines`: DuckDB read-only with a copy for writes, PostgreSQL in a
+transaction that is always rolled back), the schema text is the engine's (types, keys,
+example rows), and the prompt names the engine ("Database engine: PostgreSQL"); SQLite
+prompts stay as trained.
+
 With several samples, answers vote by execution result: the largest group of answers
 whose results are equal (rows as a multiset, values normalised as the comparison rules
 do) wins; failed answers never agree with each other.
@@ -32,13 +39,13 @@ from sqlgrpo.models.run_settings import (
     resolve_prompt,
 )
 from sqlgrpo.sql import Database, ExecResult, statement_type
+from sqlgrpo.sql.engines import Engine, EngineError, open_engine, parse_db
 from sqlgrpo.sql.parsing import extract_reasoning, extract_sql, extract_sql_lenient
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, capture_tables
 from sqlgrpo.sql.statements import QUERY_TYPES
 
 logger = logging.getLogger(__name__)
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.gguf")
 
 
@@ -50,35 +57,62 @@ class AskError(ValueError):
 class AskDatabase:
     """The database questions are asked against: its file, prompt schema and sandbox."""
 
-    label: str  # the path given
-    db: Database
+    label: str  # the path or URL given (password masked)
+    db: Database | None
     db_path: str | None = None  # a SQLite file (schema with sample rows read from it)
     sql_context: str | None = None  # a schema script built in the sandbox
     schema: str = ""
+    engine: Engine | None = None  # DuckDB / PostgreSQL (None: SQLite through ``db``)
+    _schemas: dict[int, str] = field(default_factory=dict, repr=False)
 
-    def sample(self, question: str) -> Sample:
+    @property
+    def engine_label(self) -> str:
+        """The engine's name as the prompt shows it ("SQLite" for files and scripts)."""
+        return self.engine.label if self.engine is not None else "SQLite"
+
+    def schema_text(self, sample_rows: int = 0) -> str:
+        """The prompt's schema; an engine's with ``sample_rows`` example rows per table."""
+        if self.engine is None:
+            return self.schema
+        if sample_rows not in self._schemas:
+            self._schemas[sample_rows] = self.engine.schema_text(sample_rows=sample_rows)
+        return self._schemas[sample_rows]
+
+    def sample(self, question: str, sample_rows: int = 0) -> Sample:
         """A sample for ``question``, as a loader would build it (no gold SQL)."""
+        if self.engine is None:
+            metadata, context = {}, self.sql_context
+        else:  # the engine's DDL stands for the script that would build the schema
+            metadata, context = {"engine": self.engine.label}, self.schema_text()
         return Sample(
             id="ask",
             question=question.strip(),
-            schema=self.schema,
+            schema=self.schema_text(sample_rows),
             sql="",
-            sql_context=self.sql_context,
+            sql_context=context,
             db_path=self.db_path,
+            metadata=metadata,
         )
+
+    def close(self) -> None:
+        """Release the engine's connections or worker."""
+        if self.engine is not None:
+            self.engine.close()
 
 
 def open_database(db: str | Path | None = None, schema: str | Path | None = None) -> AskDatabase:
-    """Open a SQLite file read-only (``db``) or build a schema script in memory (``schema``)."""
+    """Open ``db`` read-only (a SQLite or DuckDB file, Parquet / CSV files, a URL) or build
+    a schema script in memory (``schema``)."""
     if (db is None) == (schema is None):
-        raise AskError("give exactly one of --db FILE.sqlite and --schema FILE.sql")
+        raise AskError("give exactly one of --db DATABASE and --schema FILE.sql")
     if db is not None:
-        path = Path(db).expanduser()
-        if not path.is_file():
-            raise AskError(f"{db}: no such file")
-        with path.open("rb") as fh:
-            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                raise AskError(f"{db}: not a SQLite database (no SQLite header)")
+        try:
+            target = parse_db(db)
+        except EngineError as exc:
+            raise AskError(str(exc)) from exc
+        if target.engine != "sqlite":
+            return _open_engine(target)
+        path = Path(target.location)
         try:
             database = Database.from_path(path)
             text = sqlite_schema(path)
@@ -101,6 +135,19 @@ def open_database(db: str | Path | None = None, schema: str | Path | None = None
     if database.build_error:
         raise AskError(f"{schema}: the schema does not build in SQLite ({database.build_error})")
     return AskDatabase(str(schema), database, sql_context=script, schema=text)
+
+
+def _open_engine(target: Any) -> AskDatabase:
+    """A DuckDB or PostgreSQL database behind its engine's sandbox."""
+    try:
+        engine = open_engine(target, DEFAULT_LIMITS)
+        text = engine.schema_text()
+    except EngineError as exc:
+        raise AskError(str(exc)) from exc
+    if not text.strip():
+        engine.close()
+        raise AskError(f"{target.label}: the database has no tables (empty schema)")
+    return AskDatabase(target.label, None, schema=text, engine=engine, _schemas={0: text})
 
 
 @dataclass(frozen=True)
@@ -198,24 +245,29 @@ def summarise_changes(
 def execute(
     database: AskDatabase, sql: str | None
 ) -> tuple[ExecResult | None, list[TableChange] | None]:
-    """Run ``sql`` in the sandbox; a statement that writes runs on a pristine in-memory copy
-    and comes back with the changes it made there."""
+    """Run ``sql`` in the sandbox; a statement that writes runs where its changes are thrown
+    away (a pristine in-memory copy; PostgreSQL: a transaction rolled back) and comes back
+    with the changes it made there."""
     if not sql:
         return None, None
     try:
         kind = statement_type(sql)
     except Exception:  # noqa: BLE001 - the sandbox classifies it below
         kind = "UNKNOWN"
+    runner: Any = database.engine if database.engine is not None else database.db
     if kind in QUERY_TYPES:
-        return database.db.run(sql), None
-    result = database.db.run(sql, capture_state=True)
+        return runner.run(sql), None
+    result = runner.run(sql, capture_state=True)
     if not result.ok or result.state is None:
         return result, None
-    copy = database.db.copy()
-    try:
-        before = capture_tables(copy, DEFAULT_LIMITS)
-    finally:
-        copy.close()
+    if database.engine is not None:
+        before = database.engine.state()
+    else:
+        copy = database.db.copy()  # type: ignore[union-attr]
+        try:
+            before = capture_tables(copy, DEFAULT_LIMITS)
+        finally:
+            copy.close()
     return result, summarise_changes(before, result.state)
 
 
@@ -305,7 +357,7 @@ class Asker:
 
     def prompt(self, question: str) -> str:
         """The rendered prompt for ``question`` (chat template, schema, prefill)."""
-        sample = self.database.sample(question)
+        sample = self.database.sample(question, self.prompt_config.sample_rows)
         return render_sample_prompt(sample, self.prompt_config, self.tokenizer)
 
     def ask(self, question: str) -> Answer:

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 from sqlgrpo import __version__
 
-COMMAND_MODULES = ("score", "data", "train", "eval", "ask", "export", "judge", "report", "demo")
+COMMAND_MODULES = (
+    "score", "data", "train", "eval", "ask", "sql", "export", "judge", "report", "demo",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

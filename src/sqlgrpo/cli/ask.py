@@ -32,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="alias, run folder, exported folder, hub id, or a .gguf file (llama.cpp)",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--db", default=None, metavar="FILE.sqlite", help="SQLite database file")
+    where.add_argument(
+        "--db",
+        default=None,
+        metavar="DB",
+        help="SQLite or DuckDB file, Parquet/CSV file or folder, or a URL: "
+        "postgresql://user@host:port/db, duckdb:///path, sqlite:///path (opened read-only)",
+    )
     where.add_argument(
         "--schema",
         default=None,
@@ -60,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from sqlgrpo.ask import Asker, AskError, open_database
 
+    database = None
     try:
         database = open_database(args.db, args.schema)
         asker = Asker(
@@ -74,10 +81,15 @@ def _run(args: argparse.Namespace) -> int:
         )
     except (AskError, OSError, RuntimeError, ValueError) as exc:
         print(f"sqlgrpo ask: error: {exc}", file=sys.stderr)
+        if database is not None:
+            database.close()
         return 2
-    if args.question is not None:
-        return _answer(asker, args.question, args)
-    return _interactive(asker, args)
+    try:
+        if args.question is not None:
+            return _answer(asker, args.question, args)
+        return _interactive(asker, args)
+    finally:
+        database.close()
 
 
 def _answer(asker: Any, question: str, args: argparse.Namespace) -> int:
@@ -157,8 +169,8 @@ def _show(answer: Any, max_rows: int) -> None:
         return
     if answer.changes is not None:
         console.print(
-            f"{r.statement_type} ran on an in-memory copy (your file is unchanged); "
-            "it would change:"
+            f"{r.statement_type} ran where its changes are thrown away (your database is "
+            "unchanged); it would change:"
         )
         table = Table("table", "rows before", "rows after", "added", "removed")
         for c in answer.changes:

@@ -11,6 +11,7 @@ from sqlgrpo.models.precision import PRECISIONS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
 from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.engines.base import ENGINE_NAMES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
 
 
@@ -82,6 +83,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=OFFICIAL_ITERATIONS,
         help=f"timed runs per correct answer for R-VES (official {OFFICIAL_ITERATIONS})",
+    )
+    p.add_argument(
+        "--engine",
+        default="sqlite",
+        choices=ENGINE_NAMES,
+        help="run gold and predictions on a copy of each sample's database in this engine "
+        "(gold SQL transpiled from SQLite by sqlglot; the prompt names the engine)",
+    )
+    p.add_argument(
+        "--engine-url",
+        default=None,
+        metavar="URL",
+        help="--engine postgres: postgresql://... of a database the samples are loaded into "
+        "(one schema each; it is written, so not your production database)",
     )
     p.add_argument("--out", default="eval", help="output folder (default ./eval)")
     p.add_argument(
@@ -205,6 +220,8 @@ def _run(args: argparse.Namespace) -> int:
         timeout_s=OFFICIAL_TIMEOUT_S if args.official_timeout else args.timeout,
         bird_metrics=args.bird_metrics,
         rves_iterations=args.rves_iterations,
+        engine=args.engine,
+        engine_url=args.engine_url,
         generation=GenerationConfig(
             batch_size=args.batch_size,
             temperature=args.temperature,

@@ -90,9 +90,25 @@ def schema_text(sample: Sample, cfg: PromptConfig) -> str:
     return sample.schema
 
 
+#: The sample metadata key naming the engine the SQL runs on ("PostgreSQL", "DuckDB").
+ENGINE_KEY = "engine"
+
+
+def engine_line(sample: Sample) -> str | None:
+    """``Database engine: X`` for a sample that runs on another engine than SQLite (None for
+    SQLite: prompts for SQLite databases stay as models were trained on them)."""
+    engine = sample.metadata.get(ENGINE_KEY)
+    if not engine or engine.lower() == "sqlite":
+        return None
+    return f"Database engine: {engine}"
+
+
 def user_message(sample: Sample, cfg: PromptConfig) -> str:
-    """The user turn: schema, then evidence (BIRD) when present, then the question."""
-    parts = [f"Database schema:\n{schema_text(sample, cfg)}"]
+    """The user turn: the engine (when not SQLite), schema, then evidence (BIRD) when present,
+    then the question."""
+    engine = engine_line(sample)
+    parts = [engine] if engine else []
+    parts.append(f"Database schema:\n{schema_text(sample, cfg)}")
     if sample.evidence:
         parts.append(f"Evidence: {sample.evidence}")
     parts.append(f"Question: {sample.question}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlgrpo.data.sample import DataError
 from sqlgrpo.sql.database import connect_read_only
+from sqlgrpo.sql.engines.sqlite import sqlite_ddl
 from sqlgrpo.sql.statements import split_statements
 
 _SCHEMA_STATEMENT = re.compile(
@@ -39,47 +40,18 @@ def open_readonly(db_path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def sqlite_schema(db_path: str | Path, *, sample_rows: int = 0) -> str:
     """DDL of a SQLite file's tables and views, optionally with N example rows per table.
 
-    Example rows go in a ``/* ... */`` comment after each CREATE TABLE statement.
+    Example rows go in a ``/* ... */`` comment after each CREATE TABLE statement
+    (:func:`sqlgrpo.sql.engines.sqlite.sqlite_ddl`).
     """
     if sample_rows < 0:
         raise ValueError(f"sample_rows must be >= 0, got {sample_rows}")
     conn = open_readonly(db_path)
     try:
-        entries = conn.execute(
-            "SELECT type, name, sql FROM sqlite_master "
-            "WHERE type IN ('table', 'view') AND sql IS NOT NULL "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
-        ).fetchall()
-        parts: list[str] = []
-        for kind, name, sql in entries:
-            ddl = sql.strip().rstrip(";") + ";"
-            if kind == "table" and sample_rows:
-                cur = conn.execute(
-                    f"SELECT * FROM {_quote_identifier(name)} LIMIT ?", (sample_rows,)
-                )
-                columns = [d[0] for d in cur.description]
-                rows = cur.fetchall()
-                if rows:
-                    lines = [f"/* {len(rows)} example rows from {name}:", "\t".join(columns)]
-                    lines += ["\t".join(_cell(v) for v in row) for row in rows]
-                    ddl += "\n" + "\n".join(lines) + "\n*/"
-            parts.append(ddl)
+        return sqlite_ddl(conn, sample_rows=sample_rows)
     except sqlite3.Error as exc:
         raise DataError(f"{db_path}: could not read the schema ({exc})") from exc
     finally:
         conn.close()
-    return "\n".join(parts)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    text = str(value).replace("\n", " ").replace("*/", "* /")
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -21,6 +21,7 @@ from sqlgrpo.generation import GenerationConfig, Generator, make_generator
 from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS
 from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.engines.base import ENGINE_LABELS, ENGINE_NAMES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ _RESUME_KEYS = (
     "timeout_s",
     "bird_metrics",
     "rves_iterations",
+    "engine",
 )
 # Keys added later: a run recorded before them used these values.
 _RESUME_DEFAULTS = {
@@ -57,6 +59,7 @@ _RESUME_DEFAULTS = {
     "timeout_s": DEFAULT_LIMITS.timeout_s,
     "bird_metrics": False,
     "rves_iterations": OFFICIAL_ITERATIONS,
+    "engine": "sqlite",
 }
 
 
@@ -115,8 +118,23 @@ class EvalConfig:
     rves_iterations: int = field(
         default=OFFICIAL_ITERATIONS, metadata={"help": "timed runs per correct answer for R-VES"}
     )
+    engine: str = field(
+        default="sqlite",
+        metadata={
+            "help": " | ".join(ENGINE_NAMES) + ": run gold and predictions on a copy of each "
+            "database in this engine (gold transpiled from SQLite; the prompt names the engine)"
+        },
+    )
+    engine_url: str | None = field(
+        default=None,
+        metadata={"help": "engine postgres: a database the samples are loaded into (written)"},
+    )
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINE_NAMES:
+            raise ValueError(f"engine must be one of {ENGINE_NAMES}, got {self.engine!r}")
+        if self.engine == "postgres" and not self.engine_url:
+            raise ValueError("engine postgres needs engine_url (a database to load samples into)")
         if self.compare_rule not in COMPARE_RULES:
             raise ValueError(
                 f"compare_rule must be one of {COMPARE_RULES}, got {self.compare_rule!r}"
@@ -134,8 +152,14 @@ class EvalConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
     def settings(self) -> dict[str, Any]:
-        """JSON-safe settings (recorded in metrics.json and checked on resume)."""
-        return asdict(self)
+        """JSON-safe settings (recorded in metrics.json and checked on resume; a password in
+        ``engine_url`` is masked)."""
+        settings = asdict(self)
+        if self.engine_url:
+            from sqlgrpo.sql.engines.base import mask_password
+
+            settings["engine_url"] = mask_password(self.engine_url)
+        return settings
 
 
 @dataclass
@@ -248,8 +272,13 @@ class Scorer:
         limits = SandboxLimits(timeout_s=cfg.timeout_s)
         if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
             limits = SandboxLimits(timeout_s=cfg.timeout_s, max_rows=BIRD_MAX_ROWS)
+        cache = None
+        if cfg.engine != "sqlite":
+            from sqlgrpo.sql.engines.cache import EngineCache
+
+            cache = EngineCache(cfg.engine, limits, url=cfg.engine_url)
         self.checker = ExecutionChecker(
-            rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
+            rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite, cache=cache
         )
         share_checker(self.rewards, self.checker)  # each prediction runs once for the record
 
@@ -407,6 +436,14 @@ def prompted_eval_config(
     return cfg, resolved
 
 
+def on_engine(sample: Any, engine: str) -> Any:
+    """``sample`` as prompted for ``engine``: its metadata names the engine (the prompt then
+    says so; SQLite samples are unchanged)."""
+    if engine == "sqlite":
+        return sample
+    return replace(sample, metadata={**sample.metadata, "engine": ENGINE_LABELS[engine]})
+
+
 def _prompt_config(cfg: EvalConfig) -> Any:
     from sqlgrpo.data import PromptConfig
 
@@ -486,7 +523,7 @@ def evaluate(
 
             precision = loaded_precision(cfg.generation.precision, model)
         pcfg = _prompt_config(cfg)
-        prompts = [render_sample_prompt(s, pcfg, tokenizer) for s in pending]
+        prompts = [render_sample_prompt(on_engine(s, cfg.engine), pcfg, tokenizer) for s in pending]
         scorer = Scorer(cfg)
         if cfg.vote and greedy_generator is None:
             greedy_generator = greedy_twin(generator)

@@ -15,6 +15,10 @@ equals the gold's (else 0); all values below are fractions of ``w``:
 * ``strict``: 1 for a match under ``rule`` (DML by state) in a completion that passes the strict
   format check, else 0: no credit for merely running.
 
+``engine`` runs both statements on another engine than SQLite (``duckdb``, or ``postgres`` with
+``engine_url``): each sample's database is copied into it once and the gold, written for
+SQLite, is transpiled with sqlglot (:mod:`sqlgrpo.sql.engines.cache`).
+
 Never raises on model output; an unexpected failure of the checker scores 0 and is logged.
 """
 
@@ -27,6 +31,7 @@ from typing import Any
 from sqlgrpo.rewards.base import Reward, column, text_or_none
 from sqlgrpo.rewards.format import strict_format_ok
 from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.engines.base import ENGINE_NAMES
 from sqlgrpo.sql.errors import ERROR_CREDIT, ErrorClass
 from sqlgrpo.sql.parsing import extract_sql
 from sqlgrpo.sql.sandbox import SandboxLimits
@@ -107,7 +112,13 @@ class ExecutionReward(Reward):
         strict: bool = False,
         limits: SandboxLimits | None = None,
         name: str | None = None,
+        engine: str = "sqlite",
+        engine_url: str | None = None,
     ):
+        if engine not in ENGINE_NAMES:
+            raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINE_NAMES)}")
+        if engine == "postgres" and not engine_url:
+            raise ValueError("engine='postgres' needs engine_url, a database to load samples into")
         if rule not in COMPARE_RULES:
             raise ValueError(
                 f"unknown comparison rule {rule!r}; choose from {', '.join(COMPARE_RULES)}"
@@ -117,6 +128,8 @@ class ExecutionReward(Reward):
         self.state_match = bool(state_match)
         self.strict = bool(strict)
         self.limits = limits if limits is not None else SandboxLimits()
+        self.engine = engine
+        self.engine_url = engine_url
         self._checker = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -130,7 +143,12 @@ class ExecutionReward(Reward):
         if self._checker is None:
             from sqlgrpo.sql.execution import ExecutionChecker
 
-            self._checker = ExecutionChecker(rule=self.rule, limits=self.limits)
+            cache = None
+            if self.engine != "sqlite":
+                from sqlgrpo.sql.engines.cache import EngineCache
+
+                cache = EngineCache(self.engine, self.limits, url=self.engine_url)
+            self._checker = ExecutionChecker(rule=self.rule, limits=self.limits, cache=cache)
         return self._checker
 
     @checker.setter

@@ -1,0 +1,318 @@
+"""Evaluation and rewards on DuckDB or PostgreSQL: each sample's SQLite database, copied into
+the engine once, with gold SQL transpiled from SQLite's dialect.
+
+:class:`EngineCache` stands in for :class:`sqlgrpo.sql.database.DatabaseCache` in an
+:class:`~sqlgrpo.sql.execution.ExecutionChecker` (``ExecutionChecker(cache=EngineCache(...))``):
+``get(sql_context=..., db_path=...)`` builds the SQLite database as today (a gretel context, a
+Spider / BIRD file), reads its tables (:mod:`sqlgrpo.sql.engines.load`) and loads them into
+
+* DuckDB: an in-memory database (in a worker process killed at the deadline with
+  ``isolation="process"``, as :func:`~sqlgrpo.sql.engines.factory.open_engine` does);
+* PostgreSQL: a schema of its own (``sqlgrpo_<name>_<digest>``) in the database ``url``
+  names, created once and queried through ``search_path``. Loading writes: point ``url`` at a
+  database kept for evaluation, never at your production data.
+
+Predictions run as they are (the model was asked for the engine's dialect); a gold statement
+(a trusted script: ``allow_multiple=True``) is transpiled from ``source_dialect`` with sqlglot
+first (:func:`transpile_script`); one sqlglot cannot read runs unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from sqlgrpo.sql.database import Database, cache_key
+from sqlgrpo.sql.engines.base import ENGINE_NAMES, SQLGLOT_DIALECTS, DbTarget, Engine
+from sqlgrpo.sql.engines.factory import build_engine
+from sqlgrpo.sql.engines.isolated import EngineRecipe, IsolatedEngine
+from sqlgrpo.sql.engines.load import read_sqlite_tables
+from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits
+
+logger = logging.getLogger(__name__)
+
+
+def transpile_script(
+    sql: str, read: str = "sqlite", write: str = "duckdb", names: frozenset[str] | None = None
+) -> str:
+    """``sql`` rewritten from dialect ``read`` into ``write`` by sqlglot (statements joined
+    by ``;``); unchanged when the dialects agree or sqlglot cannot read it.
+
+    From SQLite, two of its leniencies are made explicit first (:func:`sqlite_leniencies`):
+    a double-quoted word that names no table or column (``names``, lowercased) is a string,
+    and a column that a GROUP BY query selects without grouping or aggregating it (a "bare"
+    column, whose value SQLite takes from some row of the group) is wrapped in ``MIN()``.
+    """
+    if read == write:
+        return sql
+    import sqlglot
+
+    try:
+        trees = sqlglot.parse(sql, read=read)
+        if read == "sqlite":
+            trees = [sqlite_leniencies(t, names, write) if t is not None else t for t in trees]
+        pieces = [t.sql(dialect=write) for t in trees if t is not None]
+    except Exception as exc:  # noqa: BLE001 - sqlglot errors, recursion: run it as written
+        logger.debug("could not transpile %r from %s to %s: %s", sql[:80], read, write, exc)
+        return sql
+    return ";\n".join(pieces) if pieces else sql
+
+
+def sqlite_leniencies(tree: Any, names: frozenset[str] | None, write: str = "duckdb") -> Any:
+    """The sqlglot tree of an SQLite statement with its leniencies made explicit (see
+    :func:`transpile_script`) for dialect ``write``."""
+    from sqlglot import exp
+
+    for like in list(tree.find_all(exp.Like)):  # SQLite's LIKE ignores ASCII case
+        like.replace(exp.ILike(this=like.this, expression=like.expression))
+
+    if names is not None:
+        for column in list(tree.find_all(exp.Column)):
+            ident = column.this
+            if (
+                isinstance(ident, exp.Identifier)
+                and ident.quoted
+                and not column.table
+                and ident.name.lower() not in names
+            ):
+                column.replace(exp.Literal.string(ident.name))
+    for select in list(tree.find_all(exp.Select)):
+        group = select.args.get("group")
+        own_aggregates = [
+            a for e in select.expressions for a in e.find_all(exp.AggFunc)
+            if a.find_ancestor(exp.Select) is select
+        ]  # fmt: skip
+        if group is None and not own_aggregates:
+            continue
+        extremes = [
+            a for e in select.expressions for a in e.find_all(exp.Max, exp.Min)
+            if a.find_ancestor(exp.Select) is select
+        ]  # fmt: skip
+        extreme = extremes[0] if len(extremes) == 1 else None
+        keys = group.expressions if group is not None else []
+        grouped = {_column_key(e) for e in keys if isinstance(e, exp.Column)}
+        grouped_names = {key[1] for key in grouped}
+        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
+        targets = list(select.expressions)
+        order = select.args.get("order")
+        if order is not None:
+            targets += [o.this for o in order.expressions]
+        for target in targets:
+            node = target.this if isinstance(target, exp.Alias) else target
+            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
+                continue
+            key = _column_key(node)
+            if key in grouped or (not key[0] and key[1] in grouped_names):
+                continue
+            if not key[0] and key[1] in aliases:
+                continue
+            node.replace(_bare_value(node.copy(), extreme, write))
+    return tree
+
+
+def _bare_value(column: Any, extreme: Any, write: str) -> Any:
+    """A bare column as an aggregate: with exactly one ``max(x)`` / ``min(x)`` in the query,
+    SQLite takes it from the row holding that extreme (its documented rule): ``arg_max``
+    (DuckDB) or the first of ``array_agg(... ORDER BY x)`` (PostgreSQL); otherwise ``MIN()``
+    (any row of the group would do; SQLite's choice is not defined)."""
+    import sqlglot
+    from sqlglot import exp
+
+    if extreme is None:
+        return exp.Min(this=column)
+    key = extreme.this.copy()
+    if write == "duckdb":
+        cls = exp.ArgMax if isinstance(extreme, exp.Max) else exp.ArgMin
+        return cls(this=column, expression=key)
+    direction = "DESC" if isinstance(extreme, exp.Max) else "ASC"
+    text = f"(ARRAY_AGG({column.sql(write)} ORDER BY {key.sql(write)} {direction} NULLS LAST))[1]"
+    return sqlglot.parse_one(text, read=write)
+
+
+def _column_key(column: Any) -> tuple[str, str]:
+    return (column.table or "").lower(), column.name.lower()
+
+
+class EngineDatabase:
+    """One sample database on an engine, with the interface the checker uses."""
+
+    def __init__(
+        self, engine: Engine, source_dialect: str = "sqlite", names: frozenset[str] | None = None
+    ) -> None:
+        self.engine = engine
+        self.names = names  # the database's table and column names, lowercased
+        self.key = engine.key
+        self.source_dialect = source_dialect
+        self.diagnostics = engine.diagnostics
+        self.build_error = engine.build_error
+        self.limits = engine.limits
+        self._transpiled: dict[str, str] = {}
+
+    def gold_sql(self, sql: str) -> str:
+        """A trusted statement as it runs here (transpiled once, then remembered)."""
+        if sql not in self._transpiled:
+            if len(self._transpiled) > 4096:
+                self._transpiled.clear()
+            self._transpiled[sql] = transpile_script(
+                sql, self.source_dialect, SQLGLOT_DIALECTS[self.engine.name], self.names
+            )
+        return self._transpiled[sql]
+
+    def run(
+        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+    ) -> ExecResult:
+        """:meth:`Engine.run`; a trusted script (``allow_multiple``) is transpiled first."""
+        if allow_multiple and isinstance(sql, str):
+            sql = self.gold_sql(sql)
+        return self.engine.run(sql, capture_state=capture_state, allow_multiple=allow_multiple)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class EngineCache:
+    """Sample databases copied into ``engine`` once each (LRU of ``max_entries``; an in-memory
+    DuckDB database costs about 4 MB beyond its data, so 128 of them about half a GB)."""
+
+    def __init__(
+        self,
+        engine: str,
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        *,
+        url: str | None = None,
+        max_entries: int = 128,
+        isolation: str = "inline",
+        source_dialect: str = "sqlite",
+    ) -> None:
+        if engine not in ENGINE_NAMES or engine == "sqlite":
+            raise ValueError(f"EngineCache engine must be duckdb or postgres, got {engine!r}")
+        if engine == "postgres" and not url:
+            raise ValueError("EngineCache('postgres') needs the url of a database to load into")
+        if max_entries < 1:
+            raise ValueError(f"EngineCache.max_entries must be >= 1, got {max_entries}")
+        self.engine = engine
+        self.limits = limits
+        self.url = url
+        self.max_entries = max_entries
+        self.isolation = isolation
+        self.source_dialect = source_dialect
+        self._entries: OrderedDict[str, EngineDatabase] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, *, sql_context: str | None = None, db_path: str | None = None) -> EngineDatabase:
+        """The engine copy of a context script or SQLite file (built on first use)."""
+        key = cache_key(sql_context=sql_context, db_path=db_path)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        entry = self._build(key, sql_context, db_path)
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)[1].close()
+        return entry
+
+    def _build(self, key: str, sql_context: str | None, db_path: str | None) -> EngineDatabase:
+        recipe = EngineRecipe(
+            self.engine, f"{self.engine}:{key}", self.limits, sqlite_path=db_path,
+            sql_context=sql_context,
+        )  # fmt: skip
+        if self.engine == "duckdb" and self.isolation == "process":
+            engine: Engine = IsolatedEngine(recipe, build_engine)
+            return EngineDatabase(engine, self.source_dialect, _sqlite_names(sql_context, db_path))
+        source = (
+            Database.from_context(sql_context)
+            if sql_context is not None
+            else Database.from_path(db_path)  # type: ignore[arg-type]
+        )
+        try:
+            copy = source.copy()
+            try:
+                names = _names(copy)
+                tables = read_sqlite_tables(copy) if source.build_error is None else []
+            finally:
+                copy.close()
+        finally:
+            source.close()
+        if self.engine == "duckdb":
+            from sqlgrpo.sql.engines.duckdb import DuckdbEngine
+
+            engine = DuckdbEngine.from_tables(recipe.key, tables, self.limits)
+        else:
+            from sqlgrpo.sql.engines.postgres import PostgresEngine, load_tables
+
+            schema = schema_name(key, db_path)
+            if source.build_error is None:
+                load_tables(self.url, schema, tables)  # type: ignore[arg-type]
+            target = DbTarget("postgres", self.url, kind="url")  # type: ignore[arg-type]
+            engine = PostgresEngine(target, self.limits, schema=schema)
+        engine.build_error = source.build_error
+        engine.diagnostics.extend(note for table in tables for note in table.notes)
+        return EngineDatabase(engine, self.source_dialect, names)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Close and forget every engine copy."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.close()
+            self._entries.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # connections and workers stay here: a copy in another process starts empty
+        return {
+            "engine": self.engine,
+            "limits": self.limits,
+            "url": self.url,
+            "max_entries": self.max_entries,
+            "isolation": self.isolation,
+            "source_dialect": self.source_dialect,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        engine = state.pop("engine")
+        self.__init__(engine, **state)
+
+
+def schema_name(key: str, db_path: str | None = None) -> str:
+    """The PostgreSQL schema a sample database loads into: readable and unique."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=5).hexdigest()
+    stem = re.sub(r"[^a-z0-9_]", "_", Path(db_path).stem.lower())[:30] if db_path else "ctx"
+    return f"sqlgrpo_{stem}_{digest}"
+
+
+def _sqlite_names(sql_context: str | None, db_path: str | None) -> frozenset[str]:
+    """The lowercased table and column names of a sample's SQLite database."""
+    source = (
+        Database.from_context(sql_context)
+        if sql_context is not None
+        else Database.from_path(db_path)  # type: ignore[arg-type]
+    )
+    try:
+        copy = source.copy()
+        try:
+            return _names(copy)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+
+
+def _names(conn: Any) -> frozenset[str]:
+    names = set()
+    for (table,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+    ).fetchall():
+        names.add(table.lower())
+        quoted = '"' + table.replace('"', '""') + '"'
+        names.update(row[1].lower() for row in conn.execute(f"PRAGMA table_info({quoted})"))
+    return frozenset(names)
