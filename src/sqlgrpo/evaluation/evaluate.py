@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.data.sample import DataError, id_key
 from sqlgrpo.evaluation.metrics import aggregate, read_records
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
 from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
@@ -183,8 +184,12 @@ def _only_ids(samples: list[Any], ids_file: str, data: str) -> list[Any]:
         wanted = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{ids_file}: cannot read a JSON list of sample ids ({exc})") from exc
-    if not isinstance(wanted, list) or not all(isinstance(i, str) for i in wanted):
-        raise ValueError(f"{ids_file}: expected a JSON list of sample id strings")
+    if not isinstance(wanted, list):
+        raise ValueError(f"{ids_file}: expected a JSON list of sample ids")
+    try:
+        wanted = [id_key(i) for i in wanted]  # 5 and "5" name the same sample
+    except DataError as exc:
+        raise ValueError(f"{ids_file}: {exc}") from None
     known = {s.id for s in samples}
     missing = [i for i in wanted if i not in known]
     if missing:
@@ -337,7 +342,7 @@ class Scorer:
             zip(samples, prompts, completions, strict=True)
         ):
             record: dict[str, Any] = {
-                "id": sample.id,
+                "id": sample.output_id,
                 "question": sample.question,
                 "schema": sample.schema,
                 "sql_context": sample.sql_context,
