@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -250,9 +251,11 @@ class Scorer:
         self.cfg = cfg
         self.prefill = cfg.prefill
         self.rewards = build_profile(cfg.reward_profile, prefill=cfg.prefill)
-        limits = SandboxLimits(timeout_s=cfg.timeout_s)
+        # No deadline per batch: an evaluation's numbers must not depend on which other
+        # predictions shared a batch (each statement keeps its own timeout).
+        limits = SandboxLimits(timeout_s=cfg.timeout_s, batch_timeout_s=math.inf)
         if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
-            limits = SandboxLimits(timeout_s=cfg.timeout_s, max_rows=BIRD_MAX_ROWS)
+            limits = replace(limits, max_rows=BIRD_MAX_ROWS)
         self.checker = ExecutionChecker(
             rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite
         )
