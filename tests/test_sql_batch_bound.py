@@ -99,9 +99,13 @@ def test_a_batch_of_bombs_classifies_every_prediction() -> None:
     assert time.monotonic() - started <= 2 * limits.timeout_s + limits.kill_margin_s
     for outcome in outcomes[:64]:
         assert not outcome.executed and outcome.error_class.value in BOMB_CLASSES
-    assert (outcomes[64].executed, outcomes[64].match) == (alone.executed, alone.match) == (
-        True,
-        True,
+    assert (
+        (outcomes[64].executed, outcomes[64].match)
+        == (alone.executed, alone.match)
+        == (
+            True,
+            True,
+        )
     )
 
 
