@@ -33,7 +33,13 @@ from sqlgrpo.sql import spider_official
 from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
 from sqlgrpo.sql.database import Database, DatabaseCache
 from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
+from sqlgrpo.sql.sandbox import (
+    BATCH_DEADLINE_NOT_RUN,
+    DEFAULT_LIMITS,
+    ExecResult,
+    SandboxLimits,
+    failure,
+)
 from sqlgrpo.sql.statements import QUERY_TYPES, has_order_by, statement_type
 
 logger = logging.getLogger(__name__)
@@ -309,6 +315,14 @@ class ExecutionChecker:
         finally:
             if thread is not None:
                 thread.join()
+        cut = sum(_cut_by_deadline(self._prefetched[key]) for key in here)
+        if cut:
+            logger.warning(
+                "batch deadline (%.3g s): %d of %d in-process statement(s) stopped or not run",
+                budget,
+                cut,
+                len(here),
+            )
         if "error" in done:
             raise done["error"]
         if remote:
@@ -382,6 +396,14 @@ def test_suite_databases(db_path: str | Path) -> list[Path]:
     path = Path(db_path)
     own = path.resolve()
     return [p for p in sorted(path.parent.glob("*.sqlite")) if p.resolve() != own]
+
+
+def _cut_by_deadline(result: ExecResult) -> bool:
+    """True for a statement its batch's deadline stopped or kept from running."""
+    message = result.error_message or ""
+    return result.error_class is ErrorClass.TIMEOUT and (
+        message == BATCH_DEADLINE_NOT_RUN or message.startswith("stopped at its batch's")
+    )
 
 
 def _same_single_statement(pred_sql: str, gold_sql: str) -> bool:
