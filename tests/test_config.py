@@ -107,6 +107,7 @@ def test_dataset_split_none_from_the_command_line(spelled: str) -> None:
         (["--load_in_4bit", "true"], "use_peft: true"),
         (["--eval_holdout", "-1"], "eval_holdout"),
         (["--sql_timeout_s", "0"], "sql_timeout_s"),
+        (["--sql_batch_timeout_s", "0"], "sql_batch_timeout_s"),
         (["--sft_warmup_reasoning", "verbose"], "'full' or 'concise'"),
         (["--sft_warmup_only", "true", "--sft_warmup_samples", "0"], "needs a warm-up"),
         (["--prescreen_generations", "1"], "prescreen_generations must be >= 2"),
@@ -137,3 +138,15 @@ def test_gpu_recipes_parse_into_valid_configs(recipe: Path) -> None:
     cfg = parse_run_config(["--config", str(recipe), "--bf16", "false"])
     assert cfg.training.num_generations == 8
     assert cfg.model.use_peft
+
+
+@pytest.mark.parametrize(("value", "budget"), [(None, 3.0), ("10", 10.0), ("inf", float("inf"))])
+def test_sql_batch_timeout_reaches_the_execution_reward(value: str | None, budget: float) -> None:
+    from sqlgrpo.rewards.execution import ExecutionReward
+    from sqlgrpo.training.train import build_rewards
+
+    extra = ["--sql_batch_timeout_s", value] if value else []
+    cfg = parse_run_config(["--config", str(CPU_RECIPE), "--sql_timeout_s", "1.5", *extra])
+    rewards = build_rewards(cfg.script, "")
+    execution = next(r for r in rewards if isinstance(r, ExecutionReward))
+    assert execution.limits.timeout_s == 1.5 and execution.limits.batch_budget_s() == budget

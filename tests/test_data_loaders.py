@@ -161,11 +161,13 @@ def test_split_column_filters(tmp_path: Path) -> None:
     rows = _rows(GRETEL_SMALL)
     for i, row in enumerate(rows):
         row["split"] = "train" if i % 2 == 0 else "test"
+        if i >= 2:
+            del row["id"]  # rows without an id are numbered
     path = tmp_path / "split.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     test_ids = [s.id for s in load_samples(str(path), split="test").samples]
-    # ids keep the row's position in the file, so they do not change with the filter
-    assert test_ids == ["gretel:split.jsonl:1", "gretel:split.jsonl:3"]
+    # the row's own id (102), or its position in the file, which the filter does not change
+    assert test_ids == ["102", "gretel:split.jsonl:3"]
     assert len(load_samples(str(path), split="train").samples) == 2
 
 
@@ -200,8 +202,6 @@ def test_hub_rows_become_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = _rows(GRETEL_SMALL)
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows)
     samples = load_samples("gretelai/synthetic_text_to_sql", split="test").samples
-    assert [s.id for s in samples][:2] == [
-        "gretel:gretelai__synthetic_text_to_sql:test:0",
-        "gretel:gretelai__synthetic_text_to_sql:test:1",
-    ]
+    # the hub's integer ids are kept (as text keys, and as numbers in outputs)
+    assert [(s.id, s.source_id) for s in samples][:2] == [("101", 101), ("102", 102)]
     assert samples[0].question == rows[0]["sql_prompt"]

@@ -57,6 +57,9 @@ FIRST_REPLY = {
 class _Handler(BaseHTTPRequestHandler):
     mode = "good"
     calls = 0
+    active = 0  # requests being answered now
+    max_active = 0
+    ended: list[float] = []  # when each request's handler returned
     lock = threading.Lock()
 
     def log_message(self, format: str, *args: object) -> None:
@@ -68,7 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
             k = _Handler.calls
             _Handler.calls += 1
         mode = _Handler.mode
+        with _Handler.lock:
+            _Handler.active += 1
+            _Handler.max_active = max(_Handler.max_active, _Handler.active)
         try:
+            if mode in HOSTILE:
+                HOSTILE[mode](self)
+                return
             if mode == "trickle":
                 body = _completion(GOOD)
                 self.send_response(200)
@@ -88,6 +97,67 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            with _Handler.lock:
+                _Handler.active -= 1
+                _Handler.ended.append(time.monotonic())
+
+
+HUGE = 50_000_000  # bytes of body the hostile servers offer
+_CHUNK = b"x" * 65536
+
+
+def _huge_body(handler: BaseHTTPRequestHandler, chunked: bool) -> None:
+    """A 200 reply whose body is a valid-looking completion padded to 50 MB."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if chunked:
+        handler.send_header("Transfer-Encoding", "chunked")
+    else:
+        handler.send_header("Content-Length", str(HUGE))
+    handler.end_headers()
+    head = _completion(GOOD)[:-1] + b', "padding": "'
+    sent = 0
+    for piece in [head] + [_CHUNK] * (HUGE // len(_CHUNK)):
+        if chunked:
+            piece = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        handler.wfile.write(piece)
+        sent += len(piece)
+    if chunked:
+        handler.wfile.write(b'1\r\n"\r\n1\r\n}\r\n0\r\n\r\n')
+
+
+def _gzip(handler: BaseHTTPRequestHandler) -> None:
+    import gzip
+
+    body = gzip.compress(_completion(GOOD))
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _drip(handler: BaseHTTPRequestHandler) -> None:
+    """Headers at once, then a good completion one byte every 0.1 s (about 25 s in all)."""
+    body = _completion(GOOD)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    for byte in body:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.1)
+
+
+HOSTILE = {
+    "huge": lambda h: _huge_body(h, chunked=False),
+    "huge_chunked": lambda h: _huge_body(h, chunked=True),
+    "gzip": _gzip,
+    "drip": _drip,
+}
 
 
 @pytest.fixture
@@ -96,6 +166,8 @@ def url() -> Iterator[str]:
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     _Handler.calls = 0
+    _Handler.active = _Handler.max_active = 0
+    _Handler.ended = []
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
     httpd.server_close()
@@ -142,3 +214,76 @@ def test_bad_reply_is_retried(url: str, eval_dir: Path, mode: str) -> None:
     _Handler.mode = mode
     run = judge_eval_dir(eval_dir, _cfg(url, max_retries=1))
     assert run.summary["n_scored"] == 1 and run.api_calls == 2, run.judgements
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["huge", "huge_chunked"])
+def test_a_50_mb_reply_is_cut_at_the_cap_and_never_cached(
+    url: str, eval_dir: Path, mode: str
+) -> None:
+    import tracemalloc
+
+    _Handler.mode = mode
+    cap = 100_000
+    tracemalloc.start()
+    try:
+        run = judge_eval_dir(eval_dir, _cfg(url, max_retries=1, max_reply_bytes=cap))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert run.summary["n_errors"] == 1 and run.summary["n_scored"] == 0
+    error = run.judgements[0]["error"]
+    assert "JudgeReplyError" in error and "max_reply_bytes=100000" in error, error
+    assert run.api_calls == 2  # a malformed reply is retried, like any other
+    assert not (eval_dir / "judge_cache.jsonl").exists()  # nothing cached
+    assert (eval_dir / "judgements.jsonl").stat().st_size < 2_000  # nor written
+    assert peak < 20 * cap + 2_000_000, peak  # never the 50 MB (the server sends it in 64 KB)
+
+
+def test_a_compressed_reply_is_refused_not_decoded(url: str, eval_dir: Path) -> None:
+    _Handler.mode = "gzip"
+    run = judge_eval_dir(eval_dir, _cfg(url, max_retries=0))
+    assert run.summary["n_errors"] == 1 and "gzip" in run.judgements[0]["error"]
+    assert not (eval_dir / "judge_cache.jsonl").exists()
+
+
+@pytest.mark.timeout(60)
+def test_abandoned_requests_close_their_connections_and_threads_stay_bounded(
+    url: str, eval_dir: Path
+) -> None:
+    """A drip-feeding server (a reply takes 25 s), six records, four at a time, two retries
+    each: every attempt ends at its deadline with its connection closed, so there are never
+    more request threads than ``concurrency``, none outlives the run, and the server sees
+    every connection closed within a second (abandoned, they would drip on for 25 s)."""
+    _Handler.mode = "drip"
+    cfg = _cfg(url, timeout_s=1.0, max_retries=2, concurrency=4, limit=None)
+    most = [0]
+    running = threading.Event()
+    running.set()
+
+    def watch() -> None:
+        while running.is_set():
+            alive = sum(t.name == "judge-request" for t in threading.enumerate())
+            most[0] = max(most[0], alive)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        run = judge_eval_dir(eval_dir, cfg)
+    finally:
+        elapsed = time.monotonic() - started
+        running.clear()
+        watcher.join()
+    assert run.summary["n_errors"] == 6 and run.api_calls == 18
+    assert all("deadline" in j["error"] for j in run.judgements)
+    assert 1 <= most[0] <= cfg.concurrency, most[0]
+    assert not [t for t in threading.enumerate() if t.name == "judge-request"]
+    deadline = time.monotonic() + 1.0
+    while _Handler.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _Handler.active == 0  # every dripping connection was closed by the client
+    assert len(_Handler.ended) == 18
+    # two rounds of attempts per worker thread (4 + 2 records) x 3 attempts x 1 s, plus backoff
+    assert elapsed < 2 * 3 * (cfg.timeout_s + 0.5) + 2.0, elapsed

@@ -9,7 +9,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.data.sample import METADATA_KEYS, DataError, LoadResult, Sample, SkippedRow
+from sqlgrpo.data.sample import (
+    METADATA_KEYS,
+    DataError,
+    LoadResult,
+    Sample,
+    SkippedRow,
+    check_type,
+    id_key,
+)
 from sqlgrpo.data.schema import create_statements, sqlite_schema
 
 logger = logging.getLogger(__name__)
@@ -207,8 +215,20 @@ def _has_bad_bytes(text: str) -> bool:
     return any("\udc80" <= c <= "\udcff" for c in text) if not text.isascii() else False
 
 
+#: Gretel columns read as text (a row may leave the optional ones out or null).
+TEXT_COLUMNS = ("sql_prompt", "sql_context", "sql", "db_path", "schema", "evidence")
+
+
 def _gretel_sample(row: dict[str, Any], file_name: str, index: int, source: str) -> Sample:
-    """One gretel row; rows exported from SQLite sources carry ``db_path`` instead of a context."""
+    """One gretel row; rows exported from SQLite sources carry ``db_path`` instead of a context.
+
+    The known columns must have their types (text; ``id`` a string or a number; metadata
+    text, a number or a boolean): a wrong one is a DataError naming the column, never a
+    value silently converted, replaced or dropped."""
+    for column in TEXT_COLUMNS:
+        check_type(column, row.get(column), (str,), "text")
+    for column in METADATA_KEYS:
+        check_type(column, row.get(column), (str, int, float, bool), "text or a number")
     db_path = row.get("db_path") if not row.get("sql_context") else None
     required = ("sql_prompt", "sql") if isinstance(db_path, str) else GRETEL_REQUIRED
     missing = [c for c in required if not isinstance(row.get(c), str) or not row[c].strip()]
@@ -220,10 +240,13 @@ def _gretel_sample(row: dict[str, Any], file_name: str, index: int, source: str)
         schema = create_statements(row["sql_context"])
         if not schema:
             raise DataError("sql_context has no CREATE TABLE / CREATE VIEW statement")
-    row_id = row.get("id")
-    sample_id = (
-        row_id if isinstance(row_id, str) and row_id.strip() else f"{source}:{file_name}:{index}"
-    )
+    source_id = row.get("id")
+    # DataError for a list, an object, a boolean, NaN; a blank id names nothing: numbered
+    sample_id = id_key(source_id) if source_id is not None else ""
+    if not sample_id.strip():
+        source_id, sample_id = None, f"{source}:{file_name}:{index}"
+    elif isinstance(source_id, str):
+        source_id = None  # the key is the id itself
     metadata = {k: str(row[k]) for k in METADATA_KEYS if row.get(k) not in (None, "")}
     metadata.setdefault("source", source)
     return Sample(
@@ -235,6 +258,7 @@ def _gretel_sample(row: dict[str, Any], file_name: str, index: int, source: str)
         db_path=db_path if isinstance(db_path, str) else None,
         evidence=row.get("evidence") or None,
         metadata=metadata,
+        source_id=source_id,
     )
 
 

@@ -73,7 +73,8 @@ def find_duplicates(samples: Iterable[Sample]) -> list[tuple[str, str]]:
 
 def find_conflicting_ids(samples: Iterable[Sample]) -> list[Failure]:
     """A failure for each sample whose id an earlier sample with different content (question,
-    gold SQL, schema, context or database) already used; ``sqlgrpo eval`` refuses such files."""
+    gold SQL, schema, context or database) already used; ``sqlgrpo eval`` refuses such files.
+    Ids compare by their text key, whatever their JSON type: ``5`` and ``"5"`` are one id."""
     first: dict[str, tuple[int, Sample]] = {}
     failures: list[Failure] = []
     for position, sample in enumerate(samples):
@@ -81,12 +82,14 @@ def find_conflicting_ids(samples: Iterable[Sample]) -> list[Failure]:
         if seen[1] is sample:
             continue
         if _content(seen[1]) != _content(sample):
+            earlier = seen[1].output_id
+            also = "" if earlier == sample.output_id else f" as {earlier!r}"
             failures.append(
                 Failure(
                     sample.id,
                     DUPLICATE_ID,
-                    f"id {sample.id!r} of sample {position + 1} is already used by sample "
-                    f"{seen[0] + 1} with different content",
+                    f"id {sample.output_id!r} of sample {position + 1} is already used{also} by "
+                    f"sample {seen[0] + 1} with different content",
                 )
             )
     return failures

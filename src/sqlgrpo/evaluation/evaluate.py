@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sqlgrpo.data.sample import DataError, id_key
 from sqlgrpo.evaluation.metrics import aggregate, read_records
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
 from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
@@ -207,8 +209,12 @@ def _only_ids(samples: list[Any], ids_file: str, data: str) -> list[Any]:
         wanted = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{ids_file}: cannot read a JSON list of sample ids ({exc})") from exc
-    if not isinstance(wanted, list) or not all(isinstance(i, str) for i in wanted):
-        raise ValueError(f"{ids_file}: expected a JSON list of sample id strings")
+    if not isinstance(wanted, list):
+        raise ValueError(f"{ids_file}: expected a JSON list of sample ids")
+    try:
+        wanted = [id_key(i) for i in wanted]  # 5 and "5" name the same sample
+    except DataError as exc:
+        raise ValueError(f"{ids_file}: {exc}") from None
     known = {s.id for s in samples}
     missing = [i for i in wanted if i not in known]
     if missing:
@@ -269,9 +275,11 @@ class Scorer:
         self.cfg = cfg
         self.prefill = cfg.prefill
         self.rewards = build_profile(cfg.reward_profile, prefill=cfg.prefill)
-        limits = SandboxLimits(timeout_s=cfg.timeout_s)
+        # No deadline per batch: an evaluation's numbers must not depend on which other
+        # predictions shared a batch (each statement keeps its own timeout).
+        limits = SandboxLimits(timeout_s=cfg.timeout_s, batch_timeout_s=math.inf)
         if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
-            limits = SandboxLimits(timeout_s=cfg.timeout_s, max_rows=BIRD_MAX_ROWS)
+            limits = replace(limits, max_rows=BIRD_MAX_ROWS)
         cache = None
         if cfg.engine != "sqlite":
             from sqlgrpo.sql.engines.cache import EngineCache
@@ -366,7 +374,7 @@ class Scorer:
             zip(samples, prompts, completions, strict=True)
         ):
             record: dict[str, Any] = {
-                "id": sample.id,
+                "id": sample.output_id,
                 "question": sample.question,
                 "schema": sample.schema,
                 "sql_context": sample.sql_context,

@@ -12,12 +12,17 @@ a rerun only pays for what is not in the cache yet.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
+import os
 import random
 import re
+import socket
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -90,6 +95,10 @@ class JudgeConfig:
     limit: int | None = field(default=None, metadata={"help": "judge a random subset of N"})
     seed: int = field(default=0, metadata={"help": "seed for the random subset"})
     cache_path: str | None = field(default=None, metadata={"help": "cache file (default: DIR)"})
+    max_reply_bytes: int = field(
+        default=1_000_000,
+        metadata={"help": "bytes of a reply's body read at most; a longer reply is malformed"},
+    )
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -100,6 +109,8 @@ class JudgeConfig:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.max_reply_bytes < 1:
+            raise ValueError(f"max_reply_bytes must be >= 1, got {self.max_reply_bytes}")
 
 
 @dataclass
@@ -213,24 +224,40 @@ class JudgeCache:
 
 
 class JudgeClient:
-    """Calls the chat endpoint with timeouts and retries (exponential backoff)."""
+    """POSTs to an OpenAI-compatible ``/chat/completions`` endpoint with an overall deadline
+    per request, a cap on the reply's size, and retries (exponential backoff).
+
+    Each attempt is one HTTP/1.1 exchange on its own connection (``http.client``, honouring
+    the ``*_proxy`` environment variables), run in a thread that this one waits for at most
+    ``timeout_s``. Past that, the connection's socket is shut down, which ends the thread's
+    blocked read at once, and the thread is joined: an abandoned request never keeps a
+    socket or a thread (each caller holds at most one request thread at a time). At most
+    ``max_reply_bytes`` of the body are read; a longer one (or a compressed one: we ask for
+    ``identity``) is a malformed reply, never parsed, cached or written.
+    """
 
     def __init__(self, cfg: JudgeConfig) -> None:
-        from openai import OpenAI
-
         self.cfg = cfg
-        api_key = cfg.api_key or ("not-needed" if cfg.base_url else None)
-        # Retries are ours (logged, with Retry-After honoured), so the SDK's are off.
-        self._client = OpenAI(
-            api_key=api_key, base_url=cfg.base_url, timeout=cfg.timeout_s, max_retries=0
-        )
+        base = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        self.url = urllib.parse.urlsplit(base.rstrip("/") + "/chat/completions")
+        if self.url.scheme not in ("http", "https") or not self.url.hostname:
+            raise ValueError(f"judge base_url must be an http(s) URL, got {base!r}")
+        api_key = cfg.api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key and not cfg.base_url:
+            raise ValueError("no API key for the judge: set OPENAI_API_KEY or pass api_key")
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "Authorization": f"Bearer {api_key or 'not-needed'}",
+            "User-Agent": "sqlgrpo-judge",
+        }
         self.calls = 0
         self._lock = threading.Lock()
 
     def _delay(self, attempt: int, exc: Exception) -> float:
         delay = min(self.cfg.backoff_s * (2**attempt), self.cfg.max_backoff_s)
-        response = getattr(exc, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
+        retry_after = getattr(exc, "retry_after", None)
         if retry_after:
             try:
                 delay = min(max(delay, float(retry_after)), self.cfg.max_backoff_s)
@@ -238,70 +265,198 @@ class JudgeClient:
                 pass
         return delay
 
-    def _create(self, prompt: str) -> Any:
-        """One request, ended after ``timeout_s`` whatever the server does (the SDK's
-        timeout is per read, so a server trickling bytes could hold it for ever): the
-        request runs in a daemon thread that is abandoned at the deadline."""
-        outcome: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                outcome["response"] = self._client.chat.completions.create(
-                    model=self.cfg.model,
-                    messages=[{"role": "user", "content": prompt}],
-                    temperature=self.cfg.temperature,
-                    max_tokens=self.cfg.max_tokens,
+    def _connection(self) -> http.client.HTTPConnection:
+        """A connection to the endpoint, or to the proxy the environment names for it."""
+        url, timeout = self.url, self.cfg.timeout_s
+        https = url.scheme == "https"
+        port = url.port or (443 if https else 80)
+        proxy = urllib.request.getproxies().get(url.scheme)
+        if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+            via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            if not https:  # a plain proxy: the request line names the full URL
+                return http.client.HTTPConnection(
+                    via.hostname or "", via.port or 80, timeout=timeout
                 )
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                outcome["error"] = exc
+            tunnel = http.client.HTTPSConnection(
+                via.hostname or "", via.port or 80, timeout=timeout
+            )
+            tunnel.set_tunnel(url.hostname or "", port)  # CONNECT, then TLS to the endpoint
+            return tunnel
+        if https:
+            return http.client.HTTPSConnection(url.hostname or "", port, timeout=timeout)
+        return http.client.HTTPConnection(url.hostname or "", port, timeout=timeout)
 
-        worker = threading.Thread(target=call, name="judge-request", daemon=True)
+    def _target(self, conn: http.client.HTTPConnection) -> str:
+        path = self.url.path + (f"?{self.url.query}" if self.url.query else "")
+        if not isinstance(conn, http.client.HTTPSConnection) and conn.host != self.url.hostname:
+            return urllib.parse.urlunsplit(self.url)  # a plain HTTP proxy takes the full URL
+        return path
+
+    def _create(self, prompt: str) -> Any:
+        """One request, ended after ``timeout_s`` whatever the server does; returns the parsed
+        JSON reply or raises (:class:`JudgeStatusError`, :class:`JudgeReplyError`,
+        :class:`JudgeTimeoutError`, ``OSError`` / ``http.client.HTTPException``)."""
+        body = json.dumps(
+            {
+                "model": self.cfg.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": self.cfg.temperature,
+                "max_tokens": self.cfg.max_tokens,
+            }
+        ).encode()
+        exchange = _Exchange(self._connection(), self._target, self.headers, body, self.cfg)
+        worker = threading.Thread(target=exchange.run, name="judge-request", daemon=True)
         worker.start()
         worker.join(self.cfg.timeout_s)
         if worker.is_alive():
+            exchange.abort()  # wakes the blocked read: the thread ends and closes its socket
+            worker.join(self.cfg.timeout_s)  # a connect still under way ends by its timeout
+            if worker.is_alive():
+                logger.warning("a judge request thread is still connecting after its deadline")
             raise JudgeTimeoutError(
                 f"no complete reply within the {self.cfg.timeout_s:g} s deadline"
             )
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["response"]
+        status, headers, data = exchange.outcome()
+        if not 200 <= status < 300:
+            raise JudgeStatusError(status, _error_text(data), headers.get("retry-after"))
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            return data  # _reply_text names what it is (an HTML page, text)
 
     def complete(self, prompt: str) -> str:
         """Return the reply text; raises the last error once retries are spent.
 
         Retried (up to ``max_retries``): timeouts (each attempt has an overall deadline of
         ``timeout_s``), connection errors, 429 and 5xx, and replies that are not a usable
-        chat completion (malformed JSON, an HTML page, no choices, empty content), which
-        are therefore never cached as answers.
+        chat completion (malformed JSON, an HTML page, no choices, empty content, a body over
+        ``max_reply_bytes``), which are therefore never cached as answers.
         """
-        import openai
-
         attempt = 0
         while True:
             with self._lock:
                 self.calls += 1
             try:
                 return _reply_text(self._create(prompt))
-            except (openai.APITimeoutError, openai.APIConnectionError, JudgeTimeoutError) as exc:
-                retryable: bool = True
+            except JudgeStatusError as exc:
+                retryable = exc.status >= 500 or exc.status in RETRY_STATUS
                 error: Exception = exc
-            except openai.APIStatusError as exc:
-                retryable = exc.status_code >= 500 or exc.status_code in RETRY_STATUS
-                error = exc
-            except (JudgeReplyError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                # a body the SDK could not turn into a completion (JSONDecodeError is a ValueError)
+            except (JudgeReplyError, JudgeTimeoutError, OSError, http.client.HTTPException) as exc:
+                retryable, error = True, exc
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 retryable = True
-                error = (
-                    exc
-                    if isinstance(exc, JudgeReplyError)
-                    else JudgeReplyError(f"malformed reply from the judge endpoint: {exc}")
-                )
+                error = JudgeReplyError(f"malformed reply from the judge endpoint: {exc}")
             if not retryable or attempt >= self.cfg.max_retries:
                 raise error
             delay = self._delay(attempt, error)
             logger.info("judge request failed (%s); retry %d in %.1fs", error, attempt + 1, delay)
             time.sleep(delay)
             attempt += 1
+
+
+#: Where requests go without ``base_url`` (or ``$OPENAI_BASE_URL``).
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class _Exchange:
+    """One HTTP request/response, run in its own thread; :meth:`abort` ends it from another."""
+
+    def __init__(
+        self,
+        conn: http.client.HTTPConnection,
+        target: Any,
+        headers: dict[str, str],
+        body: bytes,
+        cfg: JudgeConfig,
+    ) -> None:
+        self.conn = conn
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.max_bytes = cfg.max_reply_bytes
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._sock: socket.socket | None = None
+        self._result: tuple[int, dict[str, str], bytes] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.conn.connect()
+            with self._lock:
+                # kept: http.client drops conn.sock once a closing response starts, while
+                # the response still reads from this socket
+                self._sock = self.conn.sock
+                if self._aborted:
+                    return
+            self.conn.request("POST", self.target(self.conn), self.body, self.headers)
+            response = self.conn.getresponse()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise JudgeReplyError(
+                    f"the judge endpoint sent a {encoding!r}-encoded reply although asked for"
+                    " identity; not decoded (its size could not be bounded)"
+                )
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise JudgeReplyError(_too_big(int(declared), self.max_bytes))
+            data = response.read(self.max_bytes + 1)
+            if len(data) > self.max_bytes:
+                raise JudgeReplyError(_too_big(None, self.max_bytes))
+            self._result = (response.status, headers, data)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by outcome()
+            self._error = exc
+        finally:
+            self.conn.close()
+
+    def abort(self) -> None:
+        """Shut the socket down (the blocked read returns at once; the fd stays the owner's
+        to close, so no other connection can be hit by a reused descriptor)."""
+        with self._lock:
+            self._aborted = True
+            sock = self._sock
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def outcome(self) -> tuple[int, dict[str, str], bytes]:
+        """(status, lowercased headers, body) or the exception the exchange raised."""
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _too_big(declared: int | None, cap: int) -> str:
+    size = f"{declared} bytes" if declared is not None else f"more than {cap} bytes"
+    return (
+        f"the judge endpoint's reply is {size}, over max_reply_bytes={cap}: not read further,"
+        " not parsed, not cached"
+    )
+
+
+def _error_text(data: bytes) -> str:
+    """A short message from an error body (``{"error": {"message": ...}}`` or its text)."""
+    text = data[:2000].decode("utf-8", "replace")
+    try:
+        message = json.loads(data)["error"]["message"]
+        if isinstance(message, str):
+            return message[:300]
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass
+    return " ".join(text[:300].split())
+
+
+class JudgeStatusError(RuntimeError):
+    """The judge endpoint answered with an HTTP error status."""
+
+    def __init__(self, status: int, message: str, retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.retry_after = retry_after
 
 
 class JudgeTimeoutError(TimeoutError):
@@ -317,16 +472,20 @@ def _reply_text(response: Any) -> str:
     if isinstance(response, (str, bytes)):
         text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
         kind = "an HTML page" if "<html" in text[:500].lower() else "non-JSON text"
+        if not text.strip():
+            kind = "an empty body"
         snippet = " ".join(text[:120].split())
         raise JudgeReplyError(
             f"the judge endpoint replied with {kind}, not a chat completion (check --base-url):"
             f" {snippet!r}"
         )
-    choices = getattr(response, "choices", None)
-    if not choices:
+    if not isinstance(response, dict):
+        raise JudgeReplyError(f"reply is JSON {type(response).__name__}, not a chat completion")
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices:
         raise JudgeReplyError("reply has no choices")
-    message = getattr(choices[0], "message", None)
-    content = getattr(message, "content", None)
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str) or not content.strip():
         raise JudgeReplyError("the judge endpoint returned an empty reply")
     return content

@@ -246,7 +246,12 @@ class Database:
         )
 
     def run(
-        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+        self,
+        sql: str,
+        *,
+        capture_state: bool = False,
+        allow_multiple: bool = False,
+        deadline: float | None = None,
     ) -> ExecResult:
         """Run one untrusted statement on a pristine copy; never raises.
 
@@ -254,22 +259,28 @@ class Database:
         process instead (:meth:`isolated`, :mod:`sqlgrpo.sql.worker`).
 
         ``allow_multiple`` lets a trusted script (gold SQL) run several
-        statements in order; the result is the last one's.
+        statements in order; the result is the last one's. ``deadline``
+        (``time.monotonic()``) is the statement's batch's, when it has one.
         """
         if self.build_error is not None:
-            try:
-                stype = statement_type(sql)
-            except Exception:  # noqa: BLE001
-                stype = "UNKNOWN"
-            return failure(stype, ErrorClass.OTHER, f"database did not build: {self.build_error}")
+            return failure(
+                _stype(sql), ErrorClass.OTHER, f"database did not build: {self.build_error}"
+            )
         if self.isolated(sql, allow_multiple):
             from sqlgrpo.sql.worker import run_remote  # starts a process: imported when used
 
-            return run_remote([(self, sql, capture_state, allow_multiple)])[0]
-        return self.run_here(sql, capture_state=capture_state, allow_multiple=allow_multiple)
+            return run_remote([(self, sql, capture_state, allow_multiple)], deadline=deadline)[0]
+        return self.run_here(
+            sql, capture_state=capture_state, allow_multiple=allow_multiple, deadline=deadline
+        )
 
     def run_here(
-        self, sql: str, *, capture_state: bool = False, allow_multiple: bool = False
+        self,
+        sql: str,
+        *,
+        capture_state: bool = False,
+        allow_multiple: bool = False,
+        deadline: float | None = None,
     ) -> ExecResult:
         """:meth:`run` in this process, whatever the statement; never raises."""
         if self.build_error is not None:
@@ -281,7 +292,11 @@ class Database:
                 if isinstance(sql, str) and statement_type(sql) in QUERY_TYPES:
                     with self._lock:
                         result = run_untrusted(
-                            self._base, sql, self.limits, guard=self._shared_guard
+                            self._base,
+                            sql,
+                            self.limits,
+                            guard=self._shared_guard,
+                            deadline=deadline,
                         )
                     # a trusted script of several statements runs in order on a copy
                     if not (
@@ -293,7 +308,12 @@ class Database:
             return failure("UNKNOWN", ErrorClass.OTHER, f"could not copy the database: {exc}")
         try:
             return run_untrusted(
-                copy, sql, self.limits, capture_state=capture_state, allow_multiple=allow_multiple
+                copy,
+                sql,
+                self.limits,
+                capture_state=capture_state,
+                allow_multiple=allow_multiple,
+                deadline=deadline,
             )
         finally:
             copy.close()

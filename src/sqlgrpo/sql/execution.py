@@ -4,8 +4,9 @@
 (bounded LRU, so GRPO's G completions per prompt and later steps reuse it) and
 each prediction on its own pristine copy; by default the databases live in a
 worker process killed at the deadline (:mod:`sqlgrpo.sql.worker`,
-``SandboxLimits.isolation``). :meth:`ExecutionChecker.check_many` sends a
-batch's predictions to the worker pipelined. SELECT golds are compared with a
+``SandboxLimits.isolation``). :meth:`ExecutionChecker.check_many` runs a
+batch's predictions at once (the isolated ones on a pool of workers, pipelined) under
+one deadline for the whole batch. SELECT golds are compared with a
 named rule (:mod:`sqlgrpo.sql.compare`); every other gold (INSERT, UPDATE,
 DELETE, ...) is judged by the state of every table after the statement.
 
@@ -19,6 +20,7 @@ every ``*.sqlite`` file in that file's folder (the test-suite distilled layout,
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -31,7 +33,13 @@ from sqlgrpo.sql import spider_official
 from sqlgrpo.sql.compare import COMPARE_RULES, compare_results, states_match
 from sqlgrpo.sql.database import Database, DatabaseCache
 from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits, failure
+from sqlgrpo.sql.sandbox import (
+    BATCH_DEADLINE_NOT_RUN,
+    DEFAULT_LIMITS,
+    ExecResult,
+    SandboxLimits,
+    failure,
+)
 from sqlgrpo.sql.statements import QUERY_TYPES, has_order_by, statement_type
 
 logger = logging.getLogger(__name__)
@@ -245,12 +253,20 @@ class ExecutionChecker:
         self._prefetched.clear()
 
     def prefetch(self, items: Sequence[tuple[str | None, str, str | None, str | None]]) -> None:
-        """Run, in one pipelined batch, the predictions that :meth:`check` would run one at a
-        time for these ``(pred_sql, gold_sql, sql_context, db_path)`` items (worker isolation
-        only); :meth:`check` then takes their results until :meth:`clear_prefetched`."""
+        """Run, as one batch, the predictions that :meth:`check` would run one at a time for
+        these ``(pred_sql, gold_sql, sql_context, db_path)`` items; :meth:`check` then takes
+        their results until :meth:`clear_prefetched`.
+
+        The isolated statements go to the worker pool (several at once, pipelined) while the
+        others run here, at the same time; all of them share one deadline,
+        ``limits.batch_budget_s()`` (past it a statement is stopped, or not started, and is
+        a ``timeout``), so a batch full of bombs cannot hold a reward call for long."""
+        import time
+
         from sqlgrpo.sql.worker import run_remote
 
-        batch: dict[tuple[str, str, bool], tuple[Database, str, bool, bool]] = {}
+        remote: dict[tuple[str, str, bool], tuple[Database, str, bool, bool]] = {}
+        here: dict[tuple[str, str, bool], tuple[Database, str, bool]] = {}
         entries: dict[tuple[str, str | None, str | None], tuple[Any, ExecResult]] = {}
         for pred_sql, gold_sql, context, db_path in items:
             spec = (gold_sql, context, db_path)
@@ -261,18 +277,56 @@ class ExecutionChecker:
             database, gold = entry
             if pred_sql is not None and self.rule == "spider_official":
                 pred_sql = spider_official.prepare(gold_sql, pred_sql)[1]  # as _check_one runs it
-            if not isinstance(database, Database) or not database.isolated(pred_sql):
+            if pred_sql is None or not isinstance(database, Database):
                 continue
             if gold.ok and _same_single_statement(pred_sql, gold_sql):
                 continue
             gold_type = gold.statement_type if gold.ok else _statement_type(gold_sql)
             capture = gold_type not in QUERY_TYPES
-            batch.setdefault(
-                (database.key, pred_sql, capture), (database, pred_sql, capture, False)
+            key = (database.key, pred_sql, capture)
+            if database.isolated(pred_sql):
+                remote.setdefault(key, (database, pred_sql, capture, False))
+            else:
+                here.setdefault(key, (database, pred_sql, capture))
+        if len(remote) + len(here) <= 1:
+            return  # one statement: check() runs it with its own limits
+        budget = self.limits.batch_budget_s()
+        deadline = time.monotonic() + budget if math.isfinite(budget) else None
+        done: dict[str, Any] = {}
+
+        def run_isolated() -> None:
+            try:
+                done["results"] = run_remote(list(remote.values()), deadline)
+            except BaseException as exc:  # noqa: BLE001 - check() then runs them one by one
+                done["error"] = exc
+
+        thread = None
+        if remote:
+            if here:
+                thread = threading.Thread(target=run_isolated, name="sandbox-batch", daemon=True)
+                thread.start()
+            else:
+                run_isolated()
+        try:
+            for key, (database, sql, capture) in here.items():
+                self._prefetched[key] = database.run_here(
+                    sql, capture_state=capture, deadline=deadline
+                )
+        finally:
+            if thread is not None:
+                thread.join()
+        cut = sum(_cut_by_deadline(self._prefetched[key]) for key in here)
+        if cut:
+            logger.warning(
+                "batch deadline (%.3g s): %d of %d in-process statement(s) stopped or not run",
+                budget,
+                cut,
+                len(here),
             )
-        if len(batch) > 1:
-            results = run_remote(list(batch.values()))
-            self._prefetched.update(zip(batch, results, strict=True))
+        if "error" in done:
+            raise done["error"]
+        if remote:
+            self._prefetched.update(zip(remote, done["results"], strict=True))
 
     def _check(
         self,
@@ -342,6 +396,14 @@ def test_suite_databases(db_path: str | Path) -> list[Path]:
     path = Path(db_path)
     own = path.resolve()
     return [p for p in sorted(path.parent.glob("*.sqlite")) if p.resolve() != own]
+
+
+def _cut_by_deadline(result: ExecResult) -> bool:
+    """True for a statement its batch's deadline stopped or kept from running."""
+    message = result.error_message or ""
+    return result.error_class is ErrorClass.TIMEOUT and (
+        message == BATCH_DEADLINE_NOT_RUN or message.startswith("stopped at its batch's")
+    )
 
 
 def _same_single_statement(pred_sql: str, gold_sql: str) -> bool:

@@ -86,6 +86,12 @@ class SandboxLimits:
     max_memory_bytes: int = 512 * 1024 * 1024  # SQLite heap (and worker address space) budget
     isolation: str = "process"  # "process": a worker killed at the deadline; "inline": none
     kill_margin_s: float = 0.5  # the worker is killed at timeout_s + kill_margin_s
+    workers: int = 4  # worker processes that run one batch's isolated statements side by side
+    #: One deadline for all the predictions of a batch (ExecutionChecker.prefetch /
+    #: check_many, so one reward call): past it, what still runs is stopped and what has
+    #: not started is a ``timeout`` without running. None: ``batch_budget_s()`` (about
+    #: 2 x timeout_s); ``math.inf``: no batch deadline (each statement keeps its own).
+    batch_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -108,6 +114,21 @@ class SandboxLimits:
             )
         if not self.kill_margin_s >= 0:
             raise ValueError(f"SandboxLimits.kill_margin_s must be >= 0, got {self.kill_margin_s}")
+        if self.workers < 1:
+            raise ValueError(f"SandboxLimits.workers must be >= 1, got {self.workers}")
+        if self.batch_timeout_s is not None and not self.batch_timeout_s > 0:
+            raise ValueError(
+                f"SandboxLimits.batch_timeout_s must be > 0 (math.inf: none), got "
+                f"{self.batch_timeout_s}"
+            )
+
+    def batch_budget_s(self) -> float:
+        """Seconds one batch of predictions may run: ``batch_timeout_s``, by default
+        ``max(2 * timeout_s, timeout_s + kill_margin_s)`` (a statement alone always has its
+        own full allowance; a whole batch ends within 2 x timeout_s + kill_margin_s)."""
+        if self.batch_timeout_s is not None:
+            return self.batch_timeout_s
+        return max(2 * self.timeout_s, self.timeout_s + self.kill_margin_s)
 
 
 #: The default limits (frozen, so safe to share).
@@ -347,6 +368,7 @@ def run_untrusted(
     guard: SandboxGuard | None = None,
     fix_case: bool = True,
     allow_multiple: bool = False,
+    deadline: float | None = None,
 ) -> ExecResult:
     """Run one untrusted statement on ``conn`` and report what happened.
 
@@ -360,9 +382,16 @@ def run_untrusted(
     own ``timeout_s``, and the last one's result is returned; otherwise they fail
     as MULTIPLE_STATEMENTS. One ``timeout_s`` covers the statement, the state
     capture and the case-fix retry; SQLite may allocate at most
-    ``max_memory_bytes`` meanwhile. Never raises.
+    ``max_memory_bytes`` meanwhile. ``deadline`` (``time.monotonic()``) is its batch's:
+    the statement stops there if that comes first, and does not start once it has passed
+    (both ``timeout``). Never raises.
     """
     started = time.perf_counter()
+    budget = limits.timeout_s
+    if deadline is not None:
+        budget = min(budget, deadline - time.monotonic())
+        if budget <= 0:
+            return failure(_stype(sql), ErrorClass.TIMEOUT, BATCH_DEADLINE_NOT_RUN)
     stype = "UNKNOWN"
     try:
         if not isinstance(sql, str):
@@ -380,7 +409,7 @@ def run_untrusted(
             return failure(stype, ErrorClass.FORBIDDEN, f"{stype} is not allowed")
         if guard is None:
             guard = harden(conn, limits)
-        guard.arm(limits.timeout_s)
+        guard.arm(budget)
         with heap_budget(limits.max_memory_bytes):
             result = _execute(conn, sql, stype, limits, guard, capture_state, allow_multiple)
             if (
@@ -398,7 +427,20 @@ def run_untrusted(
     except Exception as exc:  # noqa: BLE001 - untrusted input: every failure is a result
         result = failure(stype, classify_exception(exc), _message(exc))
     result.elapsed_s = time.perf_counter() - started
+    if result.error_class is ErrorClass.TIMEOUT and budget < limits.timeout_s:
+        result.error_message = f"stopped at its batch's deadline after {result.elapsed_s:.2f} s"
     return result
+
+
+#: Message of a statement a batch's deadline classified before it ran.
+BATCH_DEADLINE_NOT_RUN = "not run: its batch's deadline had passed"
+
+
+def _stype(sql: object) -> str:
+    try:
+        return statement_type(sql) if isinstance(sql, str) else "UNKNOWN"
+    except Exception:  # noqa: BLE001
+        return "UNKNOWN"
 
 
 def _timeout(stype: str, limits: SandboxLimits) -> ExecResult:

@@ -2,7 +2,10 @@
 
 Started as ``python -m sqlgrpo.sql.worker_process FD`` by :class:`sqlgrpo.sql.worker.SandboxWorker`
 and killed by it at the deadline; its address space is capped at the last database build
-plus ``max_memory_bytes`` + :data:`ADDRESS_SPACE_SLACK`.
+plus ``max_memory_bytes`` + :data:`ADDRESS_SPACE_SLACK`. A statement that ran out of memory
+(``MemoryError``, SQLite's heap limit included) is answered with a *retire* mark and the
+process exits: what it did to the allocator (a grown heap, a moved ``mmap`` threshold) would
+change how the next statement runs, so its parent starts a fresh worker instead.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from multiprocessing.connection import Connection
 
 from sqlgrpo.sql.database import DatabaseCache
 from sqlgrpo.sql.errors import ErrorClass
-from sqlgrpo.sql.sandbox import failure
+from sqlgrpo.sql.sandbox import ExecResult, failure
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,22 @@ def serve(conn: Connection) -> None:
             conn.send(reply)
         except MemoryError:
             reply = None  # free what the failed reply held before answering
-            conn.send(("result", failure("UNKNOWN", ErrorClass.RESOURCE_LIMIT, "MemoryError")))
+            failed = failure("UNKNOWN", ErrorClass.RESOURCE_LIMIT, "MemoryError")
+            conn.send(("result", failed, RETIRE))
+            return
+        if len(reply) > 2 and reply[2] == RETIRE:
+            return  # exit: the parent replaces this process
+
+
+#: Third element of a ``("result", ...)`` reply after which this worker exits.
+RETIRE = "retire"
+
+
+def ran_out_of_memory(result: ExecResult) -> bool:
+    """True when ``result`` failed on a ``MemoryError`` (SQLite's heap limit, RLIMIT_AS)."""
+    return result.error_class is ErrorClass.RESOURCE_LIMIT and (
+        result.error_message or ""
+    ).startswith("MemoryError")
 
 
 def _build(cache: DatabaseCache, request: tuple) -> tuple:
@@ -102,7 +120,8 @@ def _run(cache: DatabaseCache, request: tuple) -> tuple:
     database = cache.peek(key)
     if database is None:
         return ("missing",)
-    return ("result", database.run(sql, capture_state=capture_state, allow_multiple=allow_multiple))
+    result = database.run(sql, capture_state=capture_state, allow_multiple=allow_multiple)
+    return ("result", result, RETIRE) if ran_out_of_memory(result) else ("result", result)
 
 
 def _main(argv: list[str]) -> int:

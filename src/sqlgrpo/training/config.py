@@ -112,6 +112,15 @@ class SqlGrpoArguments:
     sql_max_rows: int = field(
         default=10_000, metadata={"help": "rows fetched at most from a generated query"}
     )
+    sql_batch_timeout_s: float | None = field(
+        default=None,
+        metadata={
+            "help": "one deadline for all the generated SQL of a reward call (default: "
+            "2 x sql_timeout_s; inf: none). Past it, statements still running are stopped "
+            "and the rest score as timeouts, so a batch of bombs cannot stall a step; raise "
+            "it when a batch's legitimate queries need longer together (big databases)"
+        },
+    )
     sft_warmup_samples: int = field(
         default=0,
         metadata={
@@ -256,6 +265,11 @@ class SqlGrpoArguments:
             raise ValueError(f"sql_timeout_s must be positive, got {self.sql_timeout_s}")
         if self.sql_max_rows <= 0:
             raise ValueError(f"sql_max_rows must be positive, got {self.sql_max_rows}")
+        if self.sql_batch_timeout_s is not None and not self.sql_batch_timeout_s > 0:
+            raise ValueError(
+                f"sql_batch_timeout_s must be positive (inf: no batch deadline), got "
+                f"{self.sql_batch_timeout_s}"
+            )
         if self.sft_warmup_samples < 0:
             raise ValueError(f"sft_warmup_samples must be >= 0, got {self.sft_warmup_samples}")
         if (

@@ -144,7 +144,11 @@ def build_rewards(script: SqlGrpoArguments, prefill: str) -> list[Any]:
     from sqlgrpo.rewards import build_rewards as build_named
     from sqlgrpo.sql.sandbox import SandboxLimits
 
-    limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
+    limits = SandboxLimits(
+        timeout_s=script.sql_timeout_s,
+        max_rows=script.sql_max_rows,
+        batch_timeout_s=script.sql_batch_timeout_s,
+    )
     execution = {"rule": script.compare_rule, "state_match": script.state_match, "limits": limits}
     if not script.reward_funcs:
         return build_profile(script.reward_profile, prefill=prefill, **execution)

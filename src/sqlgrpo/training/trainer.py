@@ -9,7 +9,9 @@
 - a micro-batch whose advantages are all zero skips its forward and backward;
 - rewards of one batch that check the same SQL (an execution reward and a gated reasoning
   reward) share each check's outcome;
-- ``completions.jsonl`` in the run folder every ``completions_every`` steps.
+- ``completions.jsonl`` in the run folder every ``completions_every`` steps;
+- the prompt order of epoch *e* depends only on (seed, *e*) (:class:`EpochRepeatSampler`), so
+  a run resumed in a later epoch sees the prompts the uninterrupted run saw.
 """
 
 from __future__ import annotations
@@ -20,11 +22,43 @@ from pathlib import Path
 from typing import Any
 
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from sqlgrpo.rewards.registry import execution_checks
 from sqlgrpo.training.callbacks import write_completions
 
 logger = logging.getLogger(__name__)
+
+
+class EpochRepeatSampler(RepeatSampler):
+    """TRL's ``RepeatSampler`` whose shuffle for epoch *e* is the *e*-th permutation drawn from
+    ``seed``, whichever epoch the iteration starts in.
+
+    TRL's sampler draws each epoch's permutation from one generator that advances at every
+    pass, and has no ``set_epoch``: a run resumed in epoch 2 restarts that generator and
+    replays epoch 1's order, so its prompts differ from the uninterrupted run's from there on.
+    Here ``set_epoch`` (which the trainer calls before every epoch, resumed ones included)
+    reseeds the generator and draws the permutations of the earlier epochs first; without it,
+    passes count epochs by themselves, which is TRL's sequence.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass is."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Any:
+        if self.shuffle and self.seed is not None:
+            import torch
+
+            self.generator.manual_seed(self.seed)
+            for _ in range(self.epoch):  # the earlier epochs' permutations
+                torch.randperm(self.num_samples, generator=self.generator)
+        self.epoch += 1
+        return super().__iter__()
 
 
 class SqlGrpoTrainer(GRPOTrainer):
@@ -81,6 +115,21 @@ class SqlGrpoTrainer(GRPOTrainer):
         self.skip_zero_variance = skip_zero_variance
         self.skipped_backward = 0
         self._last_completions_step = -1
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        """TRL's sampler (same repeats, batches and seed), with each epoch's order a function
+        of (seed, epoch): see :class:`EpochRepeatSampler`."""
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is not RepeatSampler:
+            return sampler
+        return EpochRepeatSampler(
+            data_source=sampler.data_source,
+            mini_repeat_count=sampler.mini_repeat_count,
+            batch_size=sampler.batch_size,
+            repeat_count=sampler.repeat_count,
+            shuffle=sampler.shuffle,
+            seed=sampler.seed,
+        )
 
     def _sampling_checks(self, images: Any, multimodal_fields: Any) -> list[tuple[bool, str]]:
         """The trainer's conditions under which only TRL's own sampling path applies."""
