@@ -6,8 +6,8 @@ import argparse
 import json
 
 from sqlgrpo.generation import BACKENDS, DECODERS
-from sqlgrpo.models.precision import PRECISIONS
 from sqlgrpo.generation.voting import VOTE_METHODS
+from sqlgrpo.models.precision import PRECISIONS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS, OFFICIAL_TIMEOUT_S
 from sqlgrpo.sql.compare import COMPARE_RULES
