@@ -220,3 +220,29 @@ def test_real_gretel_golds_take_no_shortcut_and_their_hacks_are_seen(
             assert hack_flags(f"<sql>{padded}</sql>", row["sql"], row["sql_context"]).group_by_key
             padded_checked += 1
     assert bare_checked > 700 and padded_checked > 400  # most of the ~790 SELECT golds
+
+
+def test_real_base_model_outputs(gretel_train_path: Path) -> None:
+    """Greedy outputs of the embedded base model (SmolLM2-135M, one-shot, prefill, 160 tokens)
+    on 12 seeded gretel rows, labelled by reading them: `sqlgrpo eval --model smollm2-135m
+    --data ../shared/datasets/gretel/train.jsonl --limit 12 --seed 7 --max-new-tokens 160
+    --one-shot --prefill '<reasoning>\\n'`. The fixture holds the outputs and the row ids; the
+    gold SQL and schema come from the shared file. One output is a bare SELECT of a table the
+    gold filters and sums; none closes its answer and runs on (the one that opens a <sql>
+    block is cut at the token cap)."""
+    from sqlgrpo.data import load_samples
+
+    samples = {s.id: s for s in load_samples(str(gretel_train_path)).samples}
+    records = [
+        json.loads(line)
+        for line in (FIXTURES / "monitors_real_base.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == 12
+    for record in records:
+        sample = samples[record["id"]]
+        flags = hack_flags(record["raw_output"], sample.sql, sample.sql_context)
+        assert _flagged(flags) == set(record["flags"]), record["id"]
+        record |= {"gold_sql": sample.sql, "sql_context": sample.sql_context}
+    shares = hack_monitor_shares(records)
+    assert shares == {m: sum(m in r["flags"] for r in records) / 12 for m in MONITORS}
+    assert shares["bare_select"] == 1 / 12
