@@ -53,6 +53,8 @@ def test_demo_runs_every_stage_and_resumes(
     assert "bundled:test (3 rows): Metrics" in report
     assert "2 held-out rows of the training data" in report
     assert report.count("McNemar exact p-value") == 4  # base and warm-up vs GRPO, per split
+    assert report.count("| hack monitor: run_on (share) |") == 2  # beside the rewards, per split
+    assert "hack monitors (share of outputs): run_on, bare_select, group_by_key" in printed
     assert "paired base -> GRPO: 3 shared samples" in printed
     assert "paired warm-up -> GRPO: 2 shared samples" in printed
     assert f"report: {out / 'train' / 'report.html'}" in printed.splitlines()[-1]

@@ -109,7 +109,7 @@ def test_gate_needs_gold_and_rejects_unknown_gates() -> None:
     completion = _gated_completion("SELECT 1;")
     with pytest.raises(ValueError, match="gold SQL"):
         ReasoningReward(gate="executes")(["p"], [completion], sql_context=[GATE_CONTEXT])
-    with pytest.raises(ValueError, match="unknown reasoning gate"):
+    with pytest.raises(ValueError, match="ReasoningReward: unknown gate"):
         ReasoningReward(gate="sometimes")
 
 

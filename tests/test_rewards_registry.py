@@ -95,7 +95,7 @@ def test_build_reward_by_name_and_alias() -> None:
     with pytest.raises(ValueError, match="unknown reward 'nope'"):
         build_reward("nope")
     with pytest.raises(ValueError, match="does not take option"):
-        build_reward("complexity", rule="spider")
+        build_reward("complexity", strict=True)
 
 
 def test_registry_covers_every_class() -> None:
@@ -123,7 +123,7 @@ def test_strict_profile_gates_and_routes_options() -> None:
     assert execution.strict and execution.rule == "bird" and execution.limits == limits
     assert execution.weight == 3.0
     assert all(f.prefill == "<reasoning>\n" for f in funcs)
-    assert set(REWARD_PROFILES) == {"spec", "strict", "spec_gated", "strict_gated"}
+    assert set(REWARD_PROFILES) == {"spec", "strict", "spec_gated", "strict_gated", "progress"}
 
 
 def test_spec_gated_profile_gates_reasoning_and_shares_one_checker() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sqlgrpo.cli import main
+from sqlgrpo.rewards.monitors import MONITORS
 from sqlgrpo.training.train import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ SPEC_REWARDS = (
     "reasoning_quality_reward",
     "complexity_reward",
 )
+PROGRESS_REWARDS = ("strict_format_reward_func", *SPEC_REWARDS[1:])
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +94,7 @@ def test_two_steps_write_the_run_folder(trained_run: Path) -> None:
         for name in SPEC_REWARDS:
             assert f"rewards/{name}/mean" in record
         assert "skipped_backward" in record
+        assert all(0.0 <= record[f"monitors/{m}"] <= 1.0 for m in MONITORS)
 
 
 def test_completions_carry_prefill_and_per_reward_scores(trained_run: Path) -> None:
@@ -103,6 +106,32 @@ def test_completions_carry_prefill_and_per_reward_scores(trained_run: Path) -> N
         scores = [v for v in row["rewards"].values() if v is not None]
         assert row["reward"] == pytest.approx(sum(scores))
         assert "Question:" in row["prompt"]
+
+
+def test_progress_profile_trains_and_logs_the_hack_monitors(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """``--reward_profile progress`` end to end: its four rewards and the monitors land in
+    metrics.jsonl every step; the run-on share is the one the step's logged completions show."""
+    import yaml
+
+    from sqlgrpo.rewards.format import runs_on
+
+    run = tmp_path / "progress"
+    assert _train(run, tiny_model_dir, "--reward_profile", "progress") == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["reward_profile"] == "progress"
+    steps = [r for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    completions = _jsonl(run / "completions.jsonl")
+    for record in steps:
+        for name in PROGRESS_REWARDS:
+            assert f"rewards/{name}/mean" in record
+        for name in MONITORS:
+            assert 0.0 <= record[f"monitors/{name}"] <= 1.0
+        texts = [r["completion"] for r in completions if r["step"] == record["step"]]
+        assert len(texts) == 4  # 1 prompt x 4 completions, all logged
+        assert record["monitors/run_on"] == pytest.approx(sum(map(runs_on, texts)) / 4)
+    assert (run / "plots" / "rewards.png").is_file()
 
 
 def test_saved_model_and_config_reload(trained_run: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import pytest
 
 from sqlgrpo.rewards import build_profile
@@ -31,11 +33,15 @@ def _trainer(reward_funcs: list, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", parent)
     trainer = SqlGrpoTrainer.__new__(SqlGrpoTrainer)
     trainer.reward_funcs = reward_funcs
+    trainer.prefill = ""
+    trainer._pending_metrics = defaultdict(list)  # where TRL's log_metric keeps the monitors
     return trainer
 
 
-@pytest.mark.parametrize("profile", ["spec_gated", "strict_gated"])
-def test_gated_reasoning_reuses_the_execution_check(profile: str, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("profile", "checks"), [("spec_gated", 2), ("strict_gated", 2), ("progress", 3)]
+)
+def test_gated_reasoning_reuses_the_execution_check(profile: str, checks: int, monkeypatch) -> None:
     funcs = build_profile(profile)
     calls: list[str] = []
     check_one = ExecutionChecker._check_one
@@ -59,7 +65,7 @@ def test_gated_reasoning_reuses_the_execution_check(profile: str, monkeypatch) -
         )
         for func in funcs
     ]
-    assert len(calls) == 6
+    assert len(calls) == 3 * checks  # the execution reward's and each gate's
     assert shared == alone  # the same scores either way
     assert funcs[1].checker._outcomes is None  # the memo does not outlive the batch
 

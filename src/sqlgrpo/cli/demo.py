@@ -4,7 +4,8 @@ Evaluate the base model on the bundled test split (domains never trained on), tr
 with the CPU recipe (SFT warm-up, then GRPO), evaluate the base, warm-up and GRPO models
 on that sample and on the rows the recipe held out of the trained domains (same samples,
 same prompt for every model), and write the report with all three side by side on both
-splits: what was learned, and what transferred.
+splits, with the hack monitors (docs/rewards.md) beside the metrics: what was learned, and
+what transferred.
 Every stage writes to its own folder under ``--out`` and is skipped when its
 result is already there, so an interrupted demo continues where it stopped.
 The stages call the library (``run_training``, ``evaluate``, ``build_report``); the
@@ -301,6 +302,7 @@ def _run_stages(plan: DemoPlan) -> bool:
 
 def _summary(plan: DemoPlan, elapsed_s: float) -> None:
     from sqlgrpo.evaluation.metrics import compare_runs, format_p_value
+    from sqlgrpo.rewards.monitors import MONITORS
 
     print(f"\n=== results ({elapsed_s / 60:.1f} min) ===")
     header = ("n", "format", "strict fmt", "executable", "EX", "EX lenient")
@@ -317,6 +319,11 @@ def _summary(plan: DemoPlan, elapsed_s: float) -> None:
                 f"{'-':>11s}" if v is None else f"{v:11.3f}" for v in values
             ]
             print(f"{name:10s} " + " ".join(cells))
+        print("hack monitors (share of outputs): " + ", ".join(MONITORS))
+        for name, m in metrics.items():
+            shares = (m or {}).get("monitors") or {}
+            if shares:
+                print(f"{name:10s} " + " ".join(f"{shares[k]:11.3f}" for k in MONITORS))
         for name in ("base", "warm-up"):
             if metrics[name] is None or metrics["GRPO"] is None:
                 continue

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlgrpo.data.jsonl import read_jsonl
 from sqlgrpo.generation.voting import voting_metrics
+from sqlgrpo.rewards.monitors import hack_flags, monitor_shares
 
 BREAKDOWN_KEYS = ("sql_complexity", "sql_task_type", "difficulty", "db_id", "domain")
 GOLD_KINDS = ("select_rows", "select_empty", "dml", "other", "gold_error")
@@ -69,6 +70,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "error_classes": dict(
             sorted(Counter(r["error_class"] for r in rows if r.get("error_class")).items())
         ),
+        "monitors": hack_monitor_shares(rows),
     }
     for key in BREAKDOWN_KEYS:
         groups = _group(rows, lambda r, k=key: (r.get("metadata") or {}).get(k))
@@ -85,6 +87,21 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     if bird is not None:
         metrics["bird"] = bird
     return metrics
+
+
+def hack_monitor_shares(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """The hack monitors (:mod:`sqlgrpo.rewards.monitors`) over the records' scored outputs
+    (``raw_output``, prefill included; else ``completion``) against their gold SQL and schema:
+    the same shares training logs per step, so a checkpoint is compared with its start."""
+    return monitor_shares(
+        hack_flags(
+            r.get("raw_output", r.get("completion")) or "",
+            r.get("gold_sql"),
+            r.get("sql_context"),
+            r.get("db_path"),
+        )
+        for r in records
+    )
 
 
 def bird_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

@@ -41,6 +41,7 @@ from sqlgrpo.evaluation.reward_curves import (  # noqa: F401 (rolling_mean, smoo
     training_curves,
 )
 from sqlgrpo.models.run_settings import RUN_CONFIG_FILE
+from sqlgrpo.rewards.monitors import MONITORS
 
 logger = logging.getLogger(__name__)
 
@@ -330,10 +331,14 @@ def _metrics_section(runs: list[tuple[str, dict[str, Any]]]) -> _Section:
     rows: list[list[Any]] = [["comparison rule", *(_rule(m) for _, m in runs)]]
     if len(runs) == 2:
         rows[0].append(None)
-    keys = list(HEADLINE) + [
-        (f"rewards.{r}", f"mean reward: {r}")
-        for r in sorted({r for _, m in runs for r in m.get("rewards", {})})
-    ]
+    keys = (
+        list(HEADLINE)
+        + [
+            (f"rewards.{r}", f"mean reward: {r}")
+            for r in sorted({r for _, m in runs for r in m.get("rewards", {})})
+        ]
+        + [(f"monitors.{m}", f"hack monitor: {m} (share)") for m in MONITORS]
+    )
     for key, label in keys:
         values = [_lookup(m, key) for _, m in runs]
         if all(v is None for v in values):
@@ -738,7 +743,8 @@ def build_report(cfg: ReportConfig) -> ReportPaths:
             sec.figures.append(
                 _Figure(
                     "rewards",
-                    "Mean reward per component and mean completion length against training step",
+                    "Mean reward per component, mean completion length and hack monitors "
+                    "against training step",
                     reward_curves_png(series),
                 )
             )

@@ -58,6 +58,13 @@ def strict_format_ok(text: str) -> bool:
     return bool(reasoning.strip() and sql.strip())
 
 
+def runs_on(text: str) -> bool:
+    """True when non-whitespace text follows the first ``</sql>``: the completion closed its
+    answer and kept writing (the soft format reward's loophole, docs/ablation.md section 8)."""
+    end = text.find("</sql>")
+    return end >= 0 and bool(text[end + len("</sql>") :].strip())
+
+
 class FormatReward(Reward):
     """``weight`` when the completion has the format (soft or ``strict``), else 0."""
 

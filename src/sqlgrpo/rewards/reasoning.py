@@ -7,10 +7,11 @@ is one word or two consecutive words, and may appear in a plural form (``tables`
 with spaces) is found by a case-insensitive search bounded by non-word characters. The term and marker lists are below and in
 ``docs/rewards.md``.
 
-``gate`` (not in the SPEC; the ``spec_gated`` profile) pays the reasoning reward only to a
-completion whose SQL runs (``executes``) or whose result matches the gold's under ``rule``
-(``correct``; DML by state with ``state_match``). It exists because the ungated reward is the cheapest to game: longer
-explanations full of SQL words score higher whatever the SQL does.
+``gate`` (not in the SPEC; the ``spec_gated``, ``strict_gated`` and ``progress`` profiles) pays
+the reasoning reward only to a completion whose SQL runs (``executes``) or whose result matches
+the gold's under ``rule`` (``correct``; DML by state with ``state_match``), or scales it by the
+execution reward's progress credit (``progress``). It exists because the ungated reward is the
+cheapest to game: longer explanations full of SQL words score higher whatever the SQL does.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any
 
-from sqlgrpo.rewards.base import Reward, column, text_or_none
+from sqlgrpo.rewards.base import column, text_or_none
+from sqlgrpo.rewards.execution import GatedReward
 from sqlgrpo.sql.parsing import cached_schema_names, cached_schema_names_from_db, extract_reasoning
-from sqlgrpo.sql.sandbox import SandboxLimits
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,6 @@ LATER_STEP_MARKERS: tuple[str, ...] = (
     "subsequently", "finally", "lastly", "last",
 )  # fmt: skip
 
-
-ReasoningGate = Literal["none", "executes", "correct"]
-REASONING_GATES: tuple[str, ...] = get_args(ReasoningGate)
 
 _WORDS = re.compile(r"[\w$]+")
 
@@ -131,47 +129,19 @@ def reasoning_components(
     )
 
 
-class ReasoningReward(Reward):
+class ReasoningReward(GatedReward):
     """``min(1, sum(components)) * w`` on the ``<reasoning>`` text; 0 when there is none.
 
     Schema names come from the row's ``sql_context`` (CREATE TABLE/VIEW statements), else
     from its ``db_path`` SQLite file (read-only); a row with neither scores 0 on that component.
     With a ``gate`` other than ``none`` the completion's SQL is checked against the row's
     gold ``sql`` (``rule``, ``state_match`` and ``limits`` as for the execution reward) and
-    the reward is 0 unless the gate passes; a row without gold SQL never passes.
+    the reward is 0 unless the gate passes (``progress``: multiplied by the progress credit);
+    a row without gold SQL never passes (:class:`GatedReward`).
     """
 
     default_name = "reasoning_quality_reward"
     default_weight = 0.7
-
-    def __init__(
-        self,
-        weight: float | None = None,
-        prefill: str = "",
-        gate: ReasoningGate = "none",
-        rule: str = "seed",
-        state_match: bool = False,
-        limits: SandboxLimits | None = None,
-        name: str | None = None,
-    ):
-        if gate not in REASONING_GATES:
-            raise ValueError(
-                f"unknown reasoning gate {gate!r}; choose from {', '.join(REASONING_GATES)}"
-            )
-        super().__init__(weight=weight, prefill=prefill, name=name)
-        self.gate = gate
-        self._execution = None
-        if gate != "none":
-            from sqlgrpo.rewards.execution import ExecutionReward
-
-            self._execution = ExecutionReward(
-                weight=1.0, prefill=prefill, rule=rule, state_match=state_match, limits=limits
-            )
-
-    @property
-    def execution(self) -> Any:
-        """The execution reward whose match kinds the gate reads (None without a gate)."""
-        return self._execution
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -179,35 +149,20 @@ class ReasoningReward(Reward):
         """One reward per completion."""
         n = len(completions)
         contexts, db_paths = column(kwargs, "sql_context", n), column(kwargs, "db_path", n)
-        passed = self._gate_passes(completions, kwargs)
+        factors = self.gate_factors(completions, kwargs)
         rewards, totals = [], []
-        rows = zip(self.texts(completions), contexts, db_paths, passed, strict=True)
-        for text, context, db_path, gate_ok in rows:
+        rows = zip(self.texts(completions), contexts, db_paths, factors, strict=True)
+        for text, context, db_path, factor in rows:
             reasoning = extract_reasoning(text)
             if not reasoning:
                 rewards.append(0.0)
                 continue
             total = reasoning_components(reasoning, self._names(context, db_path)).total()
             totals.append(total)
-            rewards.append(total * self.weight if gate_ok else 0.0)
+            rewards.append(total * self.weight * factor)
         metrics = {"with_reasoning_rate": len(totals) / n} if n else {}
-        if n and self._execution is not None:
-            metrics["gate_pass_rate"] = sum(passed) / n
-        self.log(kwargs, {}, metrics)
+        self.log(kwargs, {}, metrics | self.gate_metrics(factors))
         return rewards
-
-    def _gate_passes(self, completions: Sequence[Any], kwargs: dict[str, Any]) -> list[bool]:
-        """Per completion: does the gate let its reasoning count (all True without a gate)."""
-        if self._execution is None:
-            return [True] * len(completions)
-        from sqlgrpo.rewards.execution import CORRECT_KINDS, RAN_KINDS
-
-        if "sql" not in kwargs:
-            raise ValueError(
-                f"{self.__name__} with gate {self.gate!r} needs the gold SQL column 'sql'"
-            )
-        kinds = RAN_KINDS if self.gate == "executes" else CORRECT_KINDS
-        return [kind in kinds for _, kind, _, _ in self._execution.score(completions, kwargs)]
 
     def _names(self, context: Any, db_path: Any) -> frozenset[str]:
         """Schema names for one row (empty when unavailable; a bad db_path is logged)."""

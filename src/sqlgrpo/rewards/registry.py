@@ -14,6 +14,13 @@ Profiles:
 * ``strict_gated``: ``strict`` with the reasoning-quality reward paid only when the SQL is
   correct (``gate="correct"``): every reward but format and complexity then needs a right
   answer. Not in the SPEC.
+* ``progress``: pays only for progress toward the right answer. Strict format (1.0);
+  execution (1.2) with progress credit: 0 unless the completion passes the strict format,
+  1 for a correct result, ``0.5 * similarity`` for a query whose result has the gold's columns
+  and overlapping rows and takes no measured shortcut (bare SELECT, GROUP BY a key column),
+  0 for anything else (running, a statement-type match, errors); reasoning quality (0.7) and
+  complexity (0.6) multiplied by that credit (``gate="progress"``), so neither pays on its
+  own. Not in the SPEC; built against the three hacks of docs/ablation.md sections 8-9.
 """
 
 from __future__ import annotations
@@ -72,6 +79,12 @@ REWARD_PROFILES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("reasoning_quality", {"gate": "correct"}),
         ("complexity", {}),
     ],
+    "progress": [
+        ("strict_format", {}),
+        ("execution", {"progress": True}),
+        ("reasoning_quality", {"gate": "progress"}),
+        ("complexity", {"gate": "progress"}),
+    ],
 }
 
 
@@ -95,7 +108,8 @@ def build_reward(
     """A reward object by registry name (or alias) with an optional weight and options.
 
     ``options`` are constructor keywords of the reward class (``prefill``, ``rule``,
-    ``state_match``, ``strict``, ``limits``, ``name``); an unknown one raises ``ValueError``.
+    ``state_match``, ``strict``, ``progress``, ``gate``, ``limits``, ``name``); an unknown one
+    raises ``ValueError``.
     """
     cls, fixed = REWARDS[_canonical(name)]
     unknown = set(options) - _accepted(cls)

@@ -183,6 +183,12 @@ def set_jaccard(
     return len(gold_set & pred_set) / len(union)
 
 
+def same_columns(gold: ExecResult, pred: ExecResult) -> bool:
+    """True when both results have the same column names (case-insensitive, in any order,
+    each as many times); their rows are then compared column by column by name."""
+    return Counter(c.lower() for c in gold.columns) == Counter(c.lower() for c in pred.columns)
+
+
 def states_match(gold: ExecResult, pred: ExecResult) -> bool:
     """True when both ran and left every table with the same rows (as multisets)."""
     if not (gold.ok and pred.ok) or gold.state is None or pred.state is None:

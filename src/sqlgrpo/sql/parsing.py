@@ -250,3 +250,70 @@ def cached_schema_names_from_db(db_path: str) -> frozenset[str]:
             for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,)):
                 names.add(str(row[0]).lower())
     return frozenset(names)
+
+
+# --- key columns ----------------------------------------------------------------------------
+
+_PRIMARY_KEY = re.compile(r"\bprimary\s+key\b", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def primary_key_columns(schema_or_context: str) -> frozenset[str]:
+    """Lowercased names of the columns declared PRIMARY KEY by the CREATE TABLE statements of
+    a schema or gretel ``sql_context``: inline (``id INT PRIMARY KEY``) or as a table
+    constraint (``PRIMARY KEY (a, b)``, also after ``CONSTRAINT name``). Never raises."""
+    keys: set[str] = set()
+    for create in _CREATE.finditer(schema_or_context):
+        if create.group(1).upper() != "TABLE":
+            continue
+        _, pos = _read_identifier(schema_or_context, create.end())
+        while pos < len(schema_or_context) and schema_or_context[pos].isspace():
+            pos += 1
+        if pos >= len(schema_or_context) or schema_or_context[pos] != "(":
+            continue
+        for element in _split_top_level(_paren_body(schema_or_context, pos)):
+            marker = _PRIMARY_KEY.search(element)
+            if marker is None:
+                continue
+            column, _ = _read_identifier(element, 0)
+            if column is not None and column.lower() not in _CONSTRAINT_WORDS:
+                keys.add(column.lower())  # inline: the element's own column
+                continue
+            start = element.find("(", marker.end())
+            if start >= 0:  # table constraint: the parenthesised column list
+                for part in _split_top_level(_paren_body(element, start)):
+                    name, _ = _read_identifier(part, 0)
+                    if name is not None:
+                        keys.add(name.lower())
+    return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=256)
+def primary_key_columns_from_db(db_path: str) -> frozenset[str]:
+    """Lowercased primary-key column names of every table of an existing SQLite file, opened
+    read-only. Raises ``FileNotFoundError`` for a missing file and ``sqlite3.Error`` for a bad one."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{db_path}: no such SQLite file")
+    keys: set[str] = set()
+    with contextlib.closing(connect_read_only(path)) as conn:
+        tables = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        for (table,) in tables:
+            rows = conn.execute("SELECT name FROM pragma_table_info(?) WHERE pk > 0", (table,))
+            keys.update(str(row[0]).lower() for row in rows)
+    return frozenset(keys)
+
+
+def primary_keys_of(sql_context: str | None = None, db_path: str | None = None) -> frozenset[str]:
+    """The primary-key columns of a row's schema: from its ``sql_context`` when it has one,
+    else from its ``db_path`` file; empty when neither can be read (never raises)."""
+    if sql_context:
+        return primary_key_columns(sql_context)
+    if db_path:
+        try:
+            return primary_key_columns_from_db(db_path)
+        except Exception as exc:  # noqa: BLE001 - unreadable file: no keys known
+            logger.debug("%s: primary keys unreadable: %s", db_path, exc)
+    return frozenset()

@@ -172,8 +172,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_reward_curves(metrics_path: str | Path, out_path: str | Path) -> Path | None:
-    """Plot each reward component, the mean completion length and the total over steps to a
-    PNG; None when no reward was logged."""
+    """Plot each reward component, the mean completion length, the hack monitors and the total
+    over steps to a PNG; None when no reward was logged."""
     series = training_curves(read_metrics(metrics_path))
     if not series:
         logger.warning("%s holds no reward metrics; no plot written", metrics_path)

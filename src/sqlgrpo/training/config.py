@@ -24,6 +24,7 @@ from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
 from sqlgrpo.generation.decoding import DECODERS
+from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.compare import COMPARE_RULES
 
 #: Who samples GRPO's completions: the learner itself (torch) or its llama.cpp mirror.
@@ -77,7 +78,8 @@ class SqlGrpoArguments:
     reward_profile: str = field(
         default="spec",
         metadata={
-            "help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES (spec, strict, spec_gated, strict_gated)"
+            "help": "named reward set from sqlgrpo.rewards.REWARD_PROFILES: "
+            + ", ".join(REWARD_PROFILES)
         },
     )
     reward_funcs: list[str] | None = field(
@@ -257,6 +259,11 @@ class SqlGrpoArguments:
                 )
             if any(w < 0 for w in self.reward_func_weights):
                 raise ValueError("reward_func_weights must be >= 0")
+        if not self.reward_funcs and self.reward_profile not in REWARD_PROFILES:
+            raise ValueError(
+                f"reward_profile must be one of {', '.join(REWARD_PROFILES)}, "
+                f"got {self.reward_profile!r}"
+            )
         if self.compare_rule not in COMPARE_RULES:
             raise ValueError(
                 f"compare_rule must be one of {', '.join(COMPARE_RULES)}, got {self.compare_rule!r}"

@@ -9,6 +9,9 @@
 - a micro-batch whose advantages are all zero skips its forward and backward;
 - rewards of one batch that check the same SQL (an execution reward and a gated reasoning
   reward) share each check's outcome;
+- the hack monitors (:mod:`sqlgrpo.rewards.monitors`: shares of completions that run on after
+  ``</sql>``, are a bare SELECT, or GROUP BY a key column) logged every step as
+  ``monitors/NAME``;
 - ``completions.jsonl`` in the run folder every ``completions_every`` steps;
 - the prompt order of epoch *e* depends only on (seed, *e*) (:class:`EpochRepeatSampler`), so
   a run resumed in a later epoch sees the prompts the uninterrupted run saw.
@@ -24,6 +27,7 @@ from typing import Any
 from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler
 
+from sqlgrpo.rewards.monitors import METRIC_PREFIX, hack_monitors
 from sqlgrpo.rewards.registry import execution_checks
 from sqlgrpo.training.callbacks import write_completions
 
@@ -441,15 +445,31 @@ class SqlGrpoTrainer(GRPOTrainer):
             logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
         super().log(logs, start_time)
 
-    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's reward computation, with every execution checker among the rewards keeping
-        the outcomes of this batch: a gated reasoning reward then reuses the execution
-        reward's check of each completion instead of running its SQL again."""
+        the outcomes of this batch (a gated reward then reuses the execution reward's check of
+        each completion instead of running its SQL again); then the batch's hack monitors."""
         checkers = {id(e.checker): e.checker for e in execution_checks(self.reward_funcs)}
         with ExitStack() as stack:
             for checker in checkers.values():
                 stack.enter_context(checker.remember_outcomes())
-            return super()._calculate_rewards(*args, **kwargs)
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._log_monitors(inputs, completions)
+        return rewards
+
+    def _log_monitors(self, inputs: list[dict[str, Any]], completions: list[Any]) -> None:
+        """Log this batch's hack monitor shares as ``monitors/NAME`` metrics (TRL averages
+        them over the processes and the logging steps, as the rewards' own metrics)."""
+        if not inputs:
+            return
+        columns = {k: [row.get(k) for row in inputs] for k in ("sql", "sql_context", "db_path")}
+        try:
+            shares = hack_monitors(completions, columns, prefill=self.prefill)
+        except Exception:  # monitoring must never stop training
+            logger.exception("hack monitors failed for this batch")
+            return
+        for name, share in shares.items():
+            self._log_metric(METRIC_PREFIX + name, share)
 
     def _write_completions(self) -> None:
         step = self.state.global_step
