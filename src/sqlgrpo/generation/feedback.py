@@ -158,7 +158,7 @@ def feedback_rounds(
     *,
     extract: Callable[[str], str | None],
     execute: Callable[[int, str], ExecResult | None],
-    answer_again: Callable[[list[int], list[str]], list[str]],
+    answer_again: Callable[[list[int], list[str]], Sequence[str | None]],
     prefill: str = "",
     tokenizer: Any = None,
     go_on: Callable[[int], bool] | None = None,
@@ -171,7 +171,8 @@ def feedback_rounds(
     sandbox's timeout / resource error, like any other failure), and an answer that failed,
     held no SQL or (with ``retry_empty``) returned no rows gets an observation.
     ``answer_again(indices, observations)`` returns the next answers of those conversations,
-    all of a round in one batch. ``go_on(pending)`` decides whether a round with ``pending``
+    all of a round in one batch (None for one that cannot go on, e.g. out of token budget: its
+    observation is cleared and it ends there). ``go_on(pending)`` decides whether a round with ``pending``
     conversations waiting runs (default: any waits); data-parallel training uses it so every
     process runs the same rounds. The last turn's observation is cleared: nothing went back.
     """
@@ -195,10 +196,14 @@ def feedback_rounds(
             for i in again:
                 turns[i][-1].observation = None
             break
-        texts = answer_again(again, [turns[i][-1].observation or "" for i in again])
-        if len(texts) != len(again):
-            raise RuntimeError(f"answer_again gave {len(texts)} answers for {len(again)} prompts")
-        pending = again
+        answers = answer_again(again, [turns[i][-1].observation or "" for i in again])
+        if len(answers) != len(again):
+            raise RuntimeError(f"answer_again gave {len(answers)} answers for {len(again)} prompts")
+        for i, answer in zip(again, answers, strict=True):
+            if answer is None:
+                turns[i][-1].observation = None
+        pending = [i for i, answer in zip(again, answers, strict=True) if answer is not None]
+        texts = [answer for answer in answers if answer is not None]
     return turns
 
 
