@@ -419,7 +419,7 @@ class SqlGrpoTrainer(GRPOTrainer):
     def _checkers(self) -> dict[int, Any]:
         """Every execution checker of the rewards and of a multi-turn rollout, by identity."""
         checkers = {id(e.checker): e.checker for e in execution_checks(self.reward_funcs)}
-        rollout_checker = getattr(self.rollout_func, "checker", None)
+        rollout_checker = getattr(getattr(self, "rollout_func", None), "checker", None)
         if rollout_checker is not None:
             checkers[id(rollout_checker)] = rollout_checker
         return checkers
