@@ -153,7 +153,7 @@ def run_prescreen(
         "compare_rule": compare_rule,
         "prefill": prompt.prefill,
     }
-    if str(next(model.parameters()).dtype) == "torch.bfloat16":
+    if model is not None and str(next(model.parameters()).dtype) == "torch.bfloat16":
         settings["precision"] = "bf16"  # fp32 screens keep the settings they always recorded
     path = out_dir / PRESCREEN_FILE if out_dir is not None else None
     if path is not None and path.is_file():
