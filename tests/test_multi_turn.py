@@ -153,6 +153,7 @@ def test_two_multi_turn_steps_with_the_model_sampling(
     assert [r["step"] for r in steps] == [1, 2]
     for record in steps:
         assert record["rollout/turns_mean"] == 2.0 and record["rollout/out_of_budget"] == 1.0
+        assert record["rollout/seconds"] >= record["sampling_seconds"] > 0
         assert record["rollout/observation_tokens_mean"] > 0
     rows = _jsonl(run / "completions.jsonl")
     assert any("<observation>" in r["completion"] for r in rows)  # the transcript is logged

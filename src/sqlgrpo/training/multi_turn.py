@@ -30,6 +30,7 @@ vLLM's server mode slices its answers by position.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -79,6 +80,7 @@ class MultiTurnRollout:
             raise RuntimeError(
                 "MultiTurnRollout needs SqlGrpoTrainer (it hands the batch's reward columns over)"
             )
+        started = time.perf_counter()
         state = _Rollout(self, trainer, rows)
         prompt_ids, _, _ = trainer._tokenize_prompts(prompts)
         first = state.first_turn([list(ids) for ids in prompt_ids])
@@ -93,7 +95,7 @@ class MultiTurnRollout:
             tokenizer=trainer.processing_class,
             go_on=go_on,
         )
-        state.log_metrics(turns)
+        state.log_metrics(turns, time.perf_counter() - started)
         return {
             "prompt_ids": state.prompt_ids,
             "completion_ids": state.completion,
@@ -208,9 +210,10 @@ class _Rollout:
                 raise RuntimeError("the sampler gave log-probabilities for one turn only")
         return [answers.get(i) for i in indices]
 
-    def log_metrics(self, turns: list[list[Turn]]) -> None:
+    def log_metrics(self, turns: list[list[Turn]], seconds: float) -> None:
         """``rollout/*`` metrics: turns per completion, observation tokens, completions that
-        ran out of budget, and how often a later answer is right where the first was not."""
+        ran out of budget, how often the first and the last answer are right, and the
+        rollout's seconds (every turn's sampling and SQL; ``sampling_seconds`` is per call)."""
         trainer = self.trainer
         metrics = getattr(trainer, "_metrics", None)
         if metrics is None:
@@ -221,6 +224,7 @@ class _Rollout:
         mode["rollout/answered_again"].append(sum(len(t) > 1 for t in turns) / n)
         mode["rollout/observation_tokens_mean"].append(self.observation_tokens / n)
         mode["rollout/out_of_budget"].append(self.out_of_room / n)
+        mode["rollout/seconds"].append(seconds)
         first_right = final_right = 0
         for row, conversation in zip(self.rows, turns, strict=True):
             where = {"sql_context": row.get("sql_context"), "db_path": row.get("db_path")}
