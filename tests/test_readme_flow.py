@@ -219,11 +219,17 @@ def test_readme_flow_runs_in_order(
     assert "2 held-out rows" in headline
     assert sections.index(next(s for s in sections if s.startswith("Training reward"))) > 0
 
-    # ask answered both questions; the --json one from stdin, as one JSON object
+    # ask answered every question; the --json one from stdin, as one JSON object
     asks = [out for argv, out in printed if argv[0] == "ask"]
-    assert len(asks) == 2 and all(asks)
+    assert len(asks) == 3 and all(asks)
     answer = json.loads(next(out for argv, out in printed if argv[0] == "ask" and "--json" in argv))
     assert answer["question"] == QUESTION and answer["samples"] == 5
+
+    # execution feedback: every turn reported from one evaluation
+    turns_argv = next(argv for argv, _ in printed if argv[0] == "eval" and "--turns" in argv)
+    feedback = json.loads((Path(_option(turns_argv, "--out")) / "metrics.json").read_text())
+    assert feedback["n"] == int(EVAL_LIMIT)
+    assert list(feedback["feedback"]["per_turn"]) == ["1", "2", "3"]
 
     # export: merged folder, GGUF, Modelfile, and a model card with the run's measured EX
     export_argv = next(argv for argv, _ in printed if argv[0] == "export")

@@ -19,6 +19,10 @@ prompts stay as trained.
 With several samples, answers vote by execution result: the largest group of answers
 whose results are equal (rows as a multiset, values normalised as the comparison rules
 do) wins; failed answers never agree with each other.
+
+With ``turns > 1`` (execution feedback, :mod:`sqlgrpo.generation.feedback`) an answer whose SQL
+fails, is missing or returns no rows goes back to the model with the sandbox's reply and it
+answers again; the answer keeps every turn.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 from sqlgrpo.data import Sample, create_statements, render_sample_prompt, sqlite_schema
 from sqlgrpo.generation import GenerationConfig, Generator, generate, make_generator
+from sqlgrpo.generation.feedback import FeedbackConfig, Turn, generate_with_feedback
 from sqlgrpo.generation.voting import result_key, vote_by_execution
 from sqlgrpo.models.run_settings import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -189,6 +194,7 @@ class Answer:
     cut_off: bool = False  # the completion used the whole token budget
     max_new_tokens: int | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    turns: list[Turn] | None = None  # every turn, with execution feedback (turns > 1)
 
     @property
     def over_budget(self) -> bool:
@@ -199,7 +205,7 @@ class Answer:
         """JSON-safe record (``max_rows`` keeps the first N result rows)."""
         r = self.result
         rows = None if r is None or not r.ok else [list(row) for row in r.rows[:max_rows]]
-        return {
+        record = {
             "question": self.question,
             "reasoning": self.reasoning,
             "sql": self.sql,
@@ -219,6 +225,9 @@ class Answer:
             "over_budget": self.over_budget,
             "cut_off": self.cut_off,
         }
+        if self.turns is not None:
+            record["turns"] = [t.to_dict() for t in self.turns]
+        return record
 
 
 def vote(candidates: list[Candidate]) -> tuple[int, int]:
@@ -330,9 +339,13 @@ class Asker:
         precision: str = "auto",
         generator: Generator | None = None,
         tokenizer: Any = None,
+        feedback: FeedbackConfig | None = None,
     ) -> None:
         if samples < 1:
             raise AskError(f"--samples must be >= 1, got {samples}")
+        self.feedback = feedback or FeedbackConfig()
+        if self.feedback.enabled and samples > 1:
+            raise AskError("--turns N > 1 answers one conversation: use it with --samples 1")
         if samples > 1 and temperature <= 0:
             raise AskError("--samples N > 1 needs --temperature > 0 (greedy gives N copies)")
         self.database = database
@@ -368,11 +381,33 @@ class Asker:
         n_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         completions = generate(self.generator, [prompt])[0]
         prefill = self.prompt_config.prefill
+        ran: dict[str, tuple[ExecResult | None, list[TableChange] | None]] = {}
+
+        def run(sql: str | None) -> tuple[ExecResult | None, list[TableChange] | None]:
+            if sql is None:
+                return None, None
+            if sql not in ran:
+                ran[sql] = execute(self.database, sql)
+            return ran[sql]
+
+        turns = None
+        if self.feedback.enabled:
+            turns = generate_with_feedback(
+                self.generator,
+                [prompt],
+                completions[:1],
+                self.feedback,
+                tokenizer=self.tokenizer,
+                extract=_extract,
+                execute=lambda _, sql: run(sql)[0],
+                prefill=prefill,
+            )[0]
+            completions = [turns[-1].completion]
         candidates = []
         for text in completions:
             full = prefill + text
-            sql = extract_sql(full) or extract_sql_lenient(full)
-            result, changes = execute(self.database, sql)
+            sql = _extract(full)
+            result, changes = run(sql)
             candidates.append(Candidate(full, sql, result, changes))
         best, agreed = vote(candidates)
         win = candidates[best]
@@ -392,4 +427,10 @@ class Asker:
             cut_off=used >= self.gen_cfg.max_new_tokens,
             max_new_tokens=self.gen_cfg.max_new_tokens,
             candidates=candidates,
+            turns=turns,
         )
+
+
+def _extract(text: str) -> str | None:
+    """The SQL of an answer: inside ``<sql>`` tags, else a fenced block or a bare statement."""
+    return extract_sql(text) or extract_sql_lenient(text)

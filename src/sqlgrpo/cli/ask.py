@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.cli.eval import add_precision_flag, add_prompt_flags, prompt_overrides
+from sqlgrpo.cli.eval import (
+    add_feedback_flags,
+    add_precision_flag,
+    add_prompt_flags,
+    feedback_config,
+    prompt_overrides,
+)
 
 SHOWN_ROWS = 20
 HISTORY_FILE = Path("~/.cache/sqlgrpo/ask_history")
@@ -56,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: as trained, else 512")
     add_precision_flag(p)
     add_prompt_flags(p)
+    add_feedback_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per answer")
     p.add_argument(
         "--rows", type=int, default=SHOWN_ROWS, help=f"rows shown (default {SHOWN_ROWS})"
@@ -78,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
             precision=args.precision,
+            feedback=feedback_config(args),
         )
     except (AskError, OSError, RuntimeError, ValueError) as exc:
         print(f"sqlgrpo ask: error: {exc}", file=sys.stderr)
@@ -150,6 +158,11 @@ def _show(answer: Any, max_rows: int) -> None:
             f"[yellow]note: the prompt has {answer.prompt_tokens} tokens, more than the "
             f"{answer.max_prompt_tokens} the model was trained with[/yellow]"
         )
+    for number, turn in enumerate(answer.turns or [], start=1):
+        if turn.observation is not None:
+            console.print(
+                Text(f"turn {number}: {turn.sql or '(no SQL)'}\n  -> {turn.observation}", "yellow")
+            )
     console.print(Panel(Text(answer.reasoning or "(no <reasoning> section)"), title="reasoning"))
     if answer.cut_off:
         console.print(

@@ -136,6 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_precision_flag(p)
     add_prompt_flags(p)
+    add_feedback_flags(p)
     p.add_argument(
         "--rewards",
         default="spec",
@@ -157,6 +158,40 @@ def add_precision_flag(p: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         help="weights that decode: auto (default) = bf16 where the device has bf16 matrix units "
         "(CPU AMX-BF16 / AVX512-BF16, a bf16 GPU), else fp32",
+    )
+
+
+def add_feedback_flags(p: argparse.ArgumentParser) -> None:
+    """``--turns N`` and what the model is told between turns (execution feedback)."""
+    p.add_argument(
+        "--turns",
+        type=int,
+        default=1,
+        help="answers per question (default 1): an answer whose SQL fails, is missing or "
+        "returns no rows goes back to the model with the sandbox's reply, up to N turns",
+    )
+    p.add_argument(
+        "--observation-tokens",
+        type=int,
+        default=64,
+        help="an observation is cut to this many tokens (default 64)",
+    )
+    p.add_argument(
+        "--retry-empty",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a query that returns no rows also gets another turn (default yes)",
+    )
+
+
+def feedback_config(args: argparse.Namespace) -> object:
+    """The :class:`~sqlgrpo.generation.feedback.FeedbackConfig` the flags describe."""
+    from sqlgrpo.generation.feedback import FeedbackConfig
+
+    return FeedbackConfig(
+        turns=args.turns,
+        max_observation_tokens=args.observation_tokens,
+        retry_empty=args.retry_empty,
     )
 
 
@@ -222,6 +257,7 @@ def _run(args: argparse.Namespace) -> int:
         rves_iterations=args.rves_iterations,
         engine=args.engine,
         engine_url=args.engine_url,
+        feedback=feedback_config(args),
         generation=GenerationConfig(
             batch_size=args.batch_size,
             temperature=args.temperature,
@@ -255,6 +291,11 @@ def _run(args: argparse.Namespace) -> int:
             (f"voted execution accuracy ({voting['method']})", voting["voted_execution_accuracy"]),
             (f"pass@{voting['n_samples']}", voting["pass_at_n"]),
         ]
+    feedback = m.get("feedback")
+    if feedback:
+        for t, at in feedback["per_turn"].items():
+            rows.append((f"execution accuracy at turn {t}", at["execution_accuracy"]))
+            rows.append((f"executable rate at turn {t}", at["executable_rate"]))
     rule = m["compare_rule"] + (", test suite" if m["settings"].get("test_suite") else "")
     for name, value in rows:
         tag = f"  [rule {rule}]" if "accuracy" in name or name.startswith("pass@") else ""
@@ -269,6 +310,13 @@ def _run(args: argparse.Namespace) -> int:
         f"  compare rule: {m['compare_rule']}; by gold kind: "
         + json.dumps({k: v["n"] for k, v in m["by_gold_kind"].items()})
     )
+    if feedback:
+        paired = feedback["final_vs_first"]
+        print(
+            f"  feedback over {feedback['turns']} turns: {paired['gained']} question(s) right only "
+            f"after feedback, {paired['lost']} right only at turn 1 (McNemar p = "
+            f"{paired['p_value']:.3g}); turns used " + json.dumps(feedback["turns_used"])
+        )
     eps = m["timing"]["examples_per_second"]
     if eps:
         print(f"  {eps:.2f} examples/s ({m['backend']})")

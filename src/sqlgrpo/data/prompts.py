@@ -1,4 +1,5 @@
-"""Chat prompts: the spec's system prompt, user turn (schema + question), rendering, budget."""
+"""Chat prompts: the spec's system prompt, user turn (schema + question), rendering, budget, and
+the observation turn that carries the sandbox's reply back to the model (execution feedback)."""
 
 from __future__ import annotations
 
@@ -146,6 +147,43 @@ def trainer_prompt(sample: Sample, cfg: PromptConfig, tokenizer: Any) -> Any:
     if not cfg.prefill:
         return build_messages(sample, cfg)
     return text_for_tokenizer(render_sample_prompt(sample, cfg, tokenizer), tokenizer)
+
+
+#: Said after an observation, in the same user turn: what the model should do with it.
+OBSERVATION_INSTRUCTION = "Correct the SQL if needed and answer again in the same format."
+# stands in for an assistant answer while the chat template renders the turns around it
+_ANSWER_SENTINEL = "SQLGRPOANSWERSENTINEL"
+
+
+def observation_message(observation: str) -> str:
+    """The user turn that carries the sandbox's reply: the observation in plain tags (no chat
+    template needs a tool format for it), then :data:`OBSERVATION_INSTRUCTION`."""
+    return f"<observation>\n{observation}\n</observation>\n{OBSERVATION_INSTRUCTION}"
+
+
+def observation_turn(observation: str, tokenizer: Any, prefill: str = "") -> str:
+    """The text that follows an assistant answer when the sandbox replies to it: the template's
+    end of the assistant turn, a user turn holding :func:`observation_message`, the next
+    generation prompt and the prefill.
+
+    ``prompt + answer + observation_turn(...)`` is the conversation the chat template would
+    render with the answer as an assistant turn and the observation as a user turn, so it works
+    for any template that keeps an assistant turn's text (no tool-call format needed). The
+    answer is the decoded completion without special tokens; a trainer that keeps the answer's
+    end-of-turn token drops the same token from the start of this text.
+    """
+    messages = [
+        {"role": "user", "content": "question"},
+        {"role": "assistant", "content": _ANSWER_SENTINEL},
+        {"role": "user", "content": observation_message(observation)},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(_ANSWER_SENTINEL) != 1:
+        raise ValueError(
+            "the tokenizer's chat template does not keep an assistant turn's text, so an "
+            "observation cannot follow the model's answer (execution feedback needs one that does)"
+        )
+    return text[text.index(_ANSWER_SENTINEL) + len(_ANSWER_SENTINEL) :] + prefill
 
 
 def text_for_tokenizer(text: str, tokenizer: Any) -> str:

@@ -3,6 +3,9 @@
 ``evaluate(cfg)`` writes ``OUT/predictions.jsonl`` (one record per example, appended
 batch by batch so an interrupted run resumes from the ids already there) and
 ``OUT/metrics.json`` (see ``sqlgrpo.evaluation.metrics.aggregate`` and docs/evaluation.md).
+With ``feedback.turns > 1`` a batch's answers whose SQL fails or returns no rows go back to the
+model with the sandbox's reply (:mod:`sqlgrpo.generation.feedback`); each record keeps every
+turn and the metrics report every turn, turn 1 being the single-turn evaluation.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from sqlgrpo.data.sample import DataError, id_key
 from sqlgrpo.evaluation.metrics import aggregate, read_records
 from sqlgrpo.generation import GenerationConfig, Generator, make_generator
+from sqlgrpo.generation.feedback import FeedbackConfig
 from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS
 from sqlgrpo.sql.compare import COMPARE_RULES
@@ -53,6 +57,7 @@ _RESUME_KEYS = (
     "bird_metrics",
     "rves_iterations",
     "engine",
+    "feedback",
 )
 # Keys added later: a run recorded before them used these values.
 _RESUME_DEFAULTS = {
@@ -62,6 +67,7 @@ _RESUME_DEFAULTS = {
     "bird_metrics": False,
     "rves_iterations": OFFICIAL_ITERATIONS,
     "engine": "sqlite",
+    "feedback": asdict(FeedbackConfig()),
 }
 
 
@@ -131,6 +137,10 @@ class EvalConfig:
         default=None,
         metadata={"help": "engine postgres: a database the samples are loaded into (written)"},
     )
+    feedback: FeedbackConfig = field(
+        default_factory=FeedbackConfig,
+        metadata={"help": "execution feedback: turns per question (sqlgrpo.generation.feedback)"},
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_NAMES:
@@ -152,6 +162,11 @@ class EvalConfig:
             raise ValueError(f"rves_iterations must be >= 1, got {self.rves_iterations}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.feedback.enabled and (self.vote or self.generation.num_samples > 1):
+            raise ValueError(
+                "turns > 1 (execution feedback) answers one conversation per question: "
+                "use it with num_samples 1 and no vote"
+            )
 
     def settings(self) -> dict[str, Any]:
         """JSON-safe settings (recorded in metrics.json and checked on resume; a password in
@@ -342,17 +357,66 @@ class Scorer:
             "rves_reward": rves_reward(ratio) if sample.db_path else None,
         }
 
+    def feedback(
+        self,
+        samples: list[Any],
+        prompts: list[str],
+        completions: list[list[str]],
+        generator: Generator,
+        tokenizer: Any,
+    ) -> list[list[Any]]:
+        """Every sample's turns (:class:`sqlgrpo.generation.feedback.Turn`) from its first
+        answer: an answer whose strictly extracted SQL fails, is missing or returns no rows
+        goes back with the sandbox's reply, up to ``feedback.turns`` answers. Each answer runs
+        as the scoring runs it (call inside :meth:`remember` so the scoring reuses the runs)."""
+        from sqlgrpo.generation.feedback import generate_with_feedback
+        from sqlgrpo.sql.parsing import extract_sql
+
+        def execute(i: int, sql: str) -> Any:
+            s = samples[i]
+            return self.checker.check(sql, s.sql, sql_context=s.sql_context, db_path=s.db_path).pred
+
+        return generate_with_feedback(
+            generator,
+            prompts,
+            [texts[0] for texts in completions],
+            self.cfg.feedback,
+            tokenizer=tokenizer,
+            extract=extract_sql,
+            execute=execute,
+            prefill=self.prefill,
+        )
+
+    def remember(self) -> Any:
+        """A block inside which each prediction of a batch runs once (feedback and scoring)."""
+        return self.checker.remember_outcomes()
+
     def score(
         self,
         samples: list[Any],
         prompts: list[str],
         completions: list[list[str]],
         sampled: list[list[str]] | None = None,
+        turns: list[list[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """One record per sample; the first completion is the scored one, all are kept
-        (``sampled``, when given, are the samples instead, e.g. beside a greedy answer)."""
-        with self.checker.remember_outcomes():
-            return self._score(samples, prompts, completions, sampled)
+        (``sampled``, when given, are the samples instead, e.g. beside a greedy answer).
+        With ``turns`` (execution feedback) the scored completion is each sample's last turn
+        and the record keeps every turn with its execution and match."""
+        if turns is not None:
+            completions = [[conversation[-1].completion] for conversation in turns]
+        with self.remember():
+            records = self._score(samples, prompts, completions, sampled)
+            if turns is not None:
+                for sample, record, conversation in zip(samples, records, turns, strict=True):
+                    record["turns"] = [self._turn(sample, t) for t in conversation]
+            return records
+
+    def _turn(self, sample: Any, turn: Any) -> dict[str, Any]:
+        outcome = self.checker.check(
+            turn.sql, sample.sql, sql_context=sample.sql_context, db_path=sample.db_path
+        )
+        return {**turn.to_dict(), "executed": outcome.executed, "match": outcome.match}
 
     def _score(
         self,
@@ -536,12 +600,12 @@ def evaluate(
         if cfg.vote and greedy_generator is None:
             greedy_generator = greedy_twin(generator)
         generated, gen_seconds = _run(
-            generator, scorer, pending, prompts, out, cfg, stop_after, greedy_generator
+            generator, scorer, pending, prompts, out, cfg, stop_after, greedy_generator, tokenizer
         )
 
     records = read_records(out / PREDICTIONS_FILE)
     ordered = [records[s.id] for s in samples if s.id in records]
-    metrics = aggregate(ordered)
+    metrics = aggregate(ordered, turns=cfg.feedback.turns if cfg.feedback.enabled else None)
     metrics.update(
         compare_rule=cfg.compare_rule,
         complete=len(ordered) == len(samples),
@@ -602,6 +666,7 @@ def _run(
     cfg: EvalConfig,
     stop_after: int | None,
     greedy_generator: Generator | None = None,
+    tokenizer: Any = None,
 ) -> tuple[int, float]:
     from tqdm.auto import tqdm
 
@@ -624,12 +689,21 @@ def _run(
                 break
             gen_seconds += time.perf_counter() - started
             batch_prompts = [prompts[i] for i in idx]
+            batch_samples = [samples[i] for i in idx]
             sampled = None
             if greedy_generator is not None:  # voting: the record's own answer is greedy
                 started = time.perf_counter()
                 texts, sampled = generate(greedy_generator, batch_prompts), texts
                 gen_seconds += time.perf_counter() - started
-            records = scorer.score([samples[i] for i in idx], batch_prompts, texts, sampled)
+            with scorer.remember():
+                turns = None
+                if cfg.feedback.enabled:  # later turns count as generation time (SQL runs too)
+                    started = time.perf_counter()
+                    turns = scorer.feedback(
+                        batch_samples, batch_prompts, texts, generator, tokenizer
+                    )
+                    gen_seconds += time.perf_counter() - started
+                records = scorer.score(batch_samples, batch_prompts, texts, sampled, turns)
             for record in records:
                 fh.write(json.dumps(record, default=str) + "\n")
             fh.flush()

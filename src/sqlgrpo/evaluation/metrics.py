@@ -41,12 +41,14 @@ def _group(records: list[dict[str, Any]], key: Any) -> dict[str, dict[str, Any]]
     }
 
 
-def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def aggregate(records: Iterable[dict[str, Any]], *, turns: int | None = None) -> dict[str, Any]:
     """Metrics over evaluation records (one per example; the first sample scores).
 
     Headline numbers use strict extraction (``<sql>`` tags); the lenient twin is
     reported beside it. Rows whose gold SQL did not run count as wrong and are
-    also counted under ``by_gold_kind.gold_error``.
+    also counted under ``by_gold_kind.gold_error``. Records of an evaluation with execution
+    feedback (``turns``) score their last turn, and ``feedback`` reports every turn
+    (:func:`feedback_summary`; ``turns`` is the evaluation's turn limit).
     """
     rows = list(records)
     match = [bool(r.get("match")) for r in rows]
@@ -86,6 +88,9 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     bird = bird_summary(rows)
     if bird is not None:
         metrics["bird"] = bird
+    feedback = feedback_summary(rows, turns)
+    if feedback is not None:
+        metrics["feedback"] = feedback
     return metrics
 
 
@@ -102,6 +107,53 @@ def hack_monitor_shares(records: Iterable[dict[str, Any]]) -> dict[str, float]:
         )
         for r in records
     )
+
+
+def feedback_summary(
+    records: Iterable[dict[str, Any]], turns: int | None = None
+) -> dict[str, Any] | None:
+    """Execution feedback turn by turn, over the records that carry ``turns``; None when none
+    does. A question answered in k turns keeps its last answer at every later turn, so the
+    numbers at turn t are what a limit of t turns gives; turn 1 is the single-turn evaluation
+    and the last turn the headline. ``final_vs_first`` pairs them by question (exact McNemar):
+    ``gained`` wrong at turn 1 and right at the end, ``lost`` the reverse."""
+    rows = [r for r in records if r.get("turns")]
+    if not rows:
+        return None
+    limit = max([turns or 0, *(len(r["turns"]) for r in rows)])
+
+    def at(record: dict[str, Any], t: int) -> dict[str, Any]:
+        return record["turns"][min(t, len(record["turns"])) - 1]
+
+    per_turn = {
+        str(t): {
+            "execution_accuracy": _rate([bool(at(r, t).get("match")) for r in rows]),
+            "executable_rate": _rate([bool(at(r, t).get("executed")) for r in rows]),
+            "answered": sum(len(r["turns"]) >= t for r in rows),
+        }
+        for t in range(1, limit + 1)
+    }
+    gained = [str(r["id"]) for r in rows if not at(r, 1).get("match") and r.get("match")]
+    lost = [str(r["id"]) for r in rows if at(r, 1).get("match") and not r.get("match")]
+    sent = Counter(
+        t.get("outcome") for r in rows for t in r["turns"] if t.get("observation") is not None
+    )
+    return {
+        "turns": limit,
+        "n": len(rows),
+        "per_turn": per_turn,
+        "turns_used": {
+            str(k): v for k, v in sorted(Counter(len(r["turns"]) for r in rows).items())
+        },
+        "observations": dict(sorted(sent.items())),
+        "final_vs_first": {
+            "gained": len(gained),
+            "lost": len(lost),
+            "p_value": mcnemar_exact_p(len(gained), len(lost)),
+            "gained_ids": gained,
+            "lost_ids": lost,
+        },
+    }
 
 
 def bird_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:

@@ -222,6 +222,34 @@ class SqlGrpoArguments:
             "Full fine-tuning of fp32 policies only; elsewhere the run says why and uses torch"
         },
     )
+    rollout_turns: int = field(
+        default=1,
+        metadata={
+            "help": "answers per GRPO completion (1: single-turn). With N > 1 an answer whose SQL "
+            "fails, holds none or returns no rows gets the sandbox's classified reply as an "
+            "<observation> turn and the model answers again, up to N answers inside "
+            "max_completion_length; observation tokens are masked from the loss and the rewards "
+            "score the last answer (sqlgrpo.training.multi_turn). Evaluate such a model with "
+            "--turns N"
+        },
+    )
+    rollout_observation_tokens: int = field(
+        default=64,
+        metadata={"help": "with rollout_turns > 1: an observation is cut to this many tokens"},
+    )
+    rollout_turn_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "with rollout_turns > 1: new tokens per answer (default: what is left of "
+            "max_completion_length, which counts every answer and observation of a completion)"
+        },
+    )
+    rollout_retry_empty: bool = field(
+        default=True,
+        metadata={
+            "help": "with rollout_turns > 1: a query that returns no rows also gets another turn"
+        },
+    )
     shared_prefix_loss: bool = field(
         default=True,
         metadata={
@@ -320,6 +348,24 @@ class SqlGrpoArguments:
             )
         if self.completions_log_steps < 0 or self.completions_log_count < 0:
             raise ValueError("completions_log_steps and completions_log_count must be >= 0")
+        if self.rollout_turns < 1:
+            raise ValueError(f"rollout_turns must be >= 1, got {self.rollout_turns}")
+        if self.rollout_turn_tokens is not None and self.rollout_turn_tokens < 8:
+            raise ValueError(f"rollout_turn_tokens must be >= 8, got {self.rollout_turn_tokens}")
+        if self.rollout_observation_tokens < 8:
+            raise ValueError(
+                f"rollout_observation_tokens must be >= 8, got {self.rollout_observation_tokens}"
+            )
+
+    def feedback(self) -> Any:
+        """The :class:`~sqlgrpo.generation.feedback.FeedbackConfig` of multi-turn rollouts."""
+        from sqlgrpo.generation.feedback import FeedbackConfig
+
+        return FeedbackConfig(
+            turns=self.rollout_turns,
+            max_observation_tokens=self.rollout_observation_tokens,
+            retry_empty=self.rollout_retry_empty,
+        )
 
 
 @dataclass

@@ -157,6 +157,27 @@ def build_rewards(script: SqlGrpoArguments, prefill: str) -> list[Any]:
     )
 
 
+def build_rollout(script: SqlGrpoArguments, prefill: str, rewards: list[Any]) -> Any:
+    """With ``rollout_turns > 1``: the multi-turn rollout (:mod:`sqlgrpo.training.multi_turn`),
+    running answers with the execution reward's checker (one run per answer for the rollout
+    and the reward); else None (TRL's single-turn sampling)."""
+    if script.rollout_turns <= 1:
+        return None
+    from sqlgrpo.rewards.registry import execution_checks
+    from sqlgrpo.sql.execution import ExecutionChecker
+    from sqlgrpo.sql.sandbox import SandboxLimits
+    from sqlgrpo.training.multi_turn import MultiTurnRollout
+
+    checks = execution_checks(rewards)
+    if checks:
+        checker = checks[0].checker
+    else:
+        limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
+        checker = ExecutionChecker(rule=script.compare_rule, limits=limits)
+    logger.info("multi-turn rollouts: up to %d answers per completion", script.rollout_turns)
+    return MultiTurnRollout(script.feedback(), checker, prefill, script.rollout_turn_tokens)
+
+
 # ---------------------------------------------------------------------------- model
 
 
@@ -285,6 +306,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         generation_decoder=script.generation_decoder,
         rollout_sampler=script.rollout_sampler,
         shared_prefix_loss=script.shared_prefix_loss,
+        rollout_func=build_rollout(script, prompt.prefill, rewards),
     )
     with interrupt:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if script.resume else None)

@@ -15,12 +15,17 @@
 - ``completions.jsonl`` in the run folder every ``completions_every`` steps;
 - the prompt order of epoch *e* depends only on (seed, *e*) (:class:`EpochRepeatSampler`), so
   a run resumed in a later epoch sees the prompts the uninterrupted run saw.
+- multi-turn rollouts (``rollout_func=MultiTurnRollout``, :mod:`sqlgrpo.training.multi_turn`):
+  the rollout reads the batch's reward columns (:attr:`SqlGrpoTrainer.rollout_inputs`), samples
+  each turn with the sampler above inside the remaining budget, and the rewards score each
+  completion's last answer.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +124,25 @@ class SqlGrpoTrainer(GRPOTrainer):
         self.skip_zero_variance = skip_zero_variance
         self.skipped_backward = 0
         self._last_completions_step = -1
+        self._rollout_inputs: list[dict[str, Any]] | None = None  # the batch being rolled out
+        self._turn_budget: int | None = None  # new tokens allowed in a later turn of a rollout
+
+    @property
+    def rollout_inputs(self) -> list[dict[str, Any]] | None:
+        """The rows (prompt and reward columns) of the batch being generated, for a
+        ``rollout_func`` that needs more than the prompts (the sandbox needs each database)."""
+        return self._rollout_inputs
+
+    @contextmanager
+    def completion_budget(self, tokens: int) -> Iterator[None]:
+        """Inside this block sqlgrpo's samplers stop each completion at ``tokens`` new tokens
+        (a later turn of a multi-turn rollout gets what is left of ``max_completion_length``);
+        TRL's own paths keep their limit and the rollout cuts their output."""
+        previous, self._turn_budget = self._turn_budget, max(1, int(tokens))
+        try:
+            yield
+        finally:
+            self._turn_budget = previous
 
     def _get_train_sampler(self, dataset: Any = None) -> Any:
         """TRL's sampler (same repeats, batches and seed), with each epoch's order a function
@@ -209,7 +233,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         from sqlgrpo.generation.decoding import DecodeSettings
 
         return DecodeSettings(
-            max_new_tokens=self.max_completion_length,
+            max_new_tokens=self._turn_budget or self.max_completion_length,
             eos_token_ids=frozenset(self.eos_token_ids),
             temperature=self.temperature,
             top_p=self.top_p,
@@ -445,13 +469,43 @@ class SqlGrpoTrainer(GRPOTrainer):
             logs = {**logs, "skipped_backward_total": float(self.skipped_backward)}
         super().log(logs, start_time)
 
+    def _checkers(self) -> dict[int, Any]:
+        """Every execution checker of the rewards and of a multi-turn rollout, by identity."""
+        checkers = {id(e.checker): e.checker for e in execution_checks(self.reward_funcs)}
+        rollout_checker = getattr(getattr(self, "rollout_func", None), "checker", None)
+        if rollout_checker is not None:
+            checkers[id(rollout_checker)] = rollout_checker
+        return checkers
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        """TRL's step of sampling and scoring, with the batch's rows handed to a
+        ``rollout_func`` (:attr:`rollout_inputs`) and each execution checker keeping its
+        outcomes for the batch (a multi-turn rollout's run of an answer is the reward's)."""
+        self._rollout_inputs = inputs
+        try:
+            with ExitStack() as stack:
+                for checker in self._checkers().values():
+                    stack.enter_context(checker.remember_outcomes())
+                return super()._generate_and_score_completions(inputs)
+        finally:
+            self._rollout_inputs = None
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's reward computation, with every execution checker among the rewards keeping
-        the outcomes of this batch (a gated reward then reuses the execution reward's check of
-        each completion instead of running its SQL again); then the batch's hack monitors."""
-        checkers = {id(e.checker): e.checker for e in execution_checks(self.reward_funcs)}
+        the outcomes of this batch: a gated reasoning reward then reuses the execution
+        reward's check of each completion instead of running its SQL again. After a
+        multi-turn rollout each completion is scored on its last answer (the observation turns
+        and the earlier answers are in the logged completion, not in what the rewards read)."""
+        from sqlgrpo.training.multi_turn import FINAL_ANSWER
+
+        finals = [row.get(FINAL_ANSWER) for row in inputs]
+        if inputs and all(final is not None for final in finals):
+            completions = [
+                [{"role": "assistant", "content": final}] if isinstance(c, list) else final
+                for c, final in zip(completions, finals, strict=True)
+            ]
         with ExitStack() as stack:
-            for checker in checkers.values():
+            for checker in self._checkers().values():
                 stack.enter_context(checker.remember_outcomes())
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._log_monitors(inputs, completions)
