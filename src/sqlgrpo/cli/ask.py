@@ -192,12 +192,22 @@ def _show(answer: Any, max_rows: int) -> None:
             )
         console.print(table if answer.changes else "nothing")
         return
+    print_rows(console, r, max_rows)
+
+
+def print_rows(console: Any, result: Any, max_rows: int, suffix: str = "") -> None:
+    """A result's rows as a table (NULL shown as such, at most ``max_rows``) and the count
+    line (``N+`` when the fetch was truncated), ``suffix`` appended; `ask` and `sql` share it."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table()
-    for name in r.columns:
+    for name in result.columns:
         table.add_column(Text(name))
-    for row in r.rows[:max_rows]:
+    for row in result.rows[:max_rows]:
         table.add_row(*(Text("NULL" if v is None else str(v)) for v in row))
     console.print(table)
-    count = f"{len(r.rows)}+" if r.truncated else str(len(r.rows))
-    shown = f", first {max_rows} shown" if len(r.rows) > max_rows else ""
-    console.print(f"{count} row{'s' if len(r.rows) != 1 else ''}{shown}")
+    n = len(result.rows)
+    count = f"{n}+" if result.truncated else str(n)
+    shown = f", first {max_rows} shown" if n > max_rows else ""
+    console.print(f"{count} row{'s' if n != 1 else ''}{shown}{suffix}")

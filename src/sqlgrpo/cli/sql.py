@@ -89,8 +89,8 @@ def _record(result: Any) -> dict[str, Any]:
 
 def _show(result: Any, max_rows: int) -> None:
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+
+    from sqlgrpo.cli.ask import print_rows
 
     console = Console()
     if not result.columns:
@@ -100,14 +100,4 @@ def _show(result: Any, max_rows: int) -> None:
             "(the database is unchanged)"
         )
         return
-    table = Table()
-    for name in result.columns:
-        table.add_column(Text(name))
-    for row in result.rows[:max_rows]:
-        table.add_row(*(Text("NULL" if v is None else str(v)) for v in row))
-    console.print(table)
-    count = f"{len(result.rows)}+" if result.truncated else str(len(result.rows))
-    shown = f", first {max_rows} shown" if len(result.rows) > max_rows else ""
-    console.print(
-        f"{count} row{'s' if len(result.rows) != 1 else ''}{shown} ({result.elapsed_s:.3f} s)"
-    )
+    print_rows(console, result, max_rows, f" ({result.elapsed_s:.3f} s)")

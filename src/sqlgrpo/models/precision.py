@@ -56,6 +56,12 @@ class PrecisionChoice:
         return f"precision {self.name} ({self.requested}, {self.device}): {self.reason}"
 
 
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``'s text, empty where there is none (not Linux)."""
+    path = Path("/proc/cpuinfo")
+    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+
+
 def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
     """The bf16 matrix-unit flags this CPU reports: torch's own checks first, then
     ``/proc/cpuinfo`` (``cpuinfo`` text can be passed for tests)."""
@@ -70,8 +76,7 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
                 found.append("avx512_bf16")
         except (ImportError, AttributeError):  # pragma: no cover - older torch
             pass
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        cpuinfo = _cpuinfo()
     for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[-1].split())
@@ -82,10 +87,7 @@ def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
 
 def cpu_model_name(cpuinfo: str | None = None) -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (benchmarks record it), or ``unknown``."""
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-    for line in cpuinfo.splitlines():
+    for line in (_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[-1].strip()
     return "unknown"
