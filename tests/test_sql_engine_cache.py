@@ -13,7 +13,8 @@ from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate
 from sqlgrpo.generation import GenerationConfig
 from sqlgrpo.rewards import build_profile
 from sqlgrpo.rewards.execution import ExecutionReward
-from sqlgrpo.sql.engines.cache import EngineCache, transpile_script
+from sqlgrpo.sql.engines.cache import EngineCache
+from sqlgrpo.sql.engines.transpile import transpile_script
 from sqlgrpo.sql.errors import ErrorClass
 from sqlgrpo.sql.execution import ExecutionChecker
 
@@ -49,6 +50,71 @@ def test_transpile_makes_sqlite_leniencies_explicit() -> None:
         "SELECT * FROM rating WHERE city LIKE 'o%'", "sqlite", "duckdb"
     )
     assert transpile_script("SELECT 1 +", "sqlite", "duckdb") == "SELECT 1 +"  # unreadable: as is
+
+
+#: SQLite's loose typing as Spider's databases hold it: a numeric column holding text (''),
+#: numbers kept in a CHAR column, a TEXT key joined to an INTEGER one.
+MIXED = (
+    "CREATE TABLE weather (day TEXT, max_t INTEGER, zip INTEGER, gust NUMERIC);"
+    "INSERT INTO weather VALUES ('d1', 90, 94107, 31), ('d2', '', 94107, ''), ('d3', 70, 1, 9),"
+    " ('d4', NULL, 1, 30.5), ('d5', 86, 1, 100);"
+    "CREATE TABLE apt (code TEXT, rooms CHAR(5));"
+    "INSERT INTO apt VALUES ('a', '3'), ('b', '4'), ('b', '10'), ('c', NULL);"
+    "CREATE TABLE race (track_id TEXT, name TEXT);"
+    "INSERT INTO race VALUES ('1', 'r1'), ('2', 'r2'), ('x', 'r3');"
+    "CREATE TABLE track (track_id INTEGER, name TEXT);"
+    "INSERT INTO track VALUES (1, 't1'), (2, 't2'), (3, 't3');"
+)
+AFFINITY_GOLDS = [
+    "SELECT day FROM weather WHERE max_t > 85",  # '' ranks above every number
+    "SELECT day FROM weather WHERE max_t < 85",
+    "SELECT day FROM weather WHERE 85 < max_t",
+    "SELECT day FROM weather WHERE gust BETWEEN 30 AND 31",
+    "SELECT day FROM weather WHERE max_t IN (70, 86)",
+    "SELECT avg(rooms), sum(rooms) FROM apt",  # text read as numbers
+    "SELECT code, avg(rooms) FROM apt GROUP BY code",
+    "SELECT day, max_t - gust FROM weather",  # '' - '' is 0
+    "SELECT day FROM weather ORDER BY max_t DESC LIMIT 3",  # NULL < numbers < text
+    "SELECT day FROM weather ORDER BY gust",
+    "SELECT count(*) FROM race WHERE track_id = 1",  # TEXT column: 1 compared as '1'
+    "SELECT T2.name FROM race AS T1 JOIN track AS T2 ON T1.track_id = T2.track_id",
+    "SELECT name FROM track WHERE track_id NOT IN (SELECT track_id FROM race)",
+    "SELECT name FROM race WHERE track_id IN (SELECT track_id FROM track)",
+    "SELECT count(*) FROM (SELECT name FROM race INTERSECT SELECT name FROM track)",
+]
+
+
+def _same_on(cache: object) -> list[str]:
+    """The golds whose result on ``cache``'s engine differs from SQLite's (empty: all agree)."""
+    from sqlgrpo.sql.compare import compare_results
+    from sqlgrpo.sql.database import DatabaseCache
+    from sqlgrpo.sql.statements import has_order_by
+
+    sqlite, other = DatabaseCache().get(sql_context=MIXED), cache.get(sql_context=MIXED)
+    differ = []
+    for gold in AFFINITY_GOLDS:
+        a, b = sqlite.run(gold, allow_multiple=True), other.run(gold, allow_multiple=True)
+        assert a.ok, (gold, a.error_message)
+        if not (b.ok and compare_results(a, b, "seed", order_matters=has_order_by(gold)).exact):
+            differ.append(
+                f"{gold} -> {other.gold_sql(gold)}: {a.rows} vs {b.rows or b.error_message}"
+            )
+    return differ
+
+
+def test_sqlite_type_affinity_is_made_explicit_on_duckdb() -> None:
+    from sqlgrpo.sql.database import DatabaseCache
+
+    raw = DatabaseCache().get(sql_context=MIXED)
+    assert raw.run("SELECT day FROM weather WHERE max_t > 85").rows == [("d1",), ("d2",), ("d5",)]
+    assert _same_on(EngineCache("duckdb")) == []
+
+
+def test_sqlite_type_affinity_is_made_explicit_on_postgres(pg_cluster: object) -> None:
+    from pg_cluster import admin_sql
+
+    admin_sql(pg_cluster.url(), "DROP DATABASE IF EXISTS affinity", "CREATE DATABASE affinity")
+    assert _same_on(EngineCache("postgres", url=pg_cluster.url("affinity"))) == []
 
 
 def _checks(checker: ExecutionChecker) -> dict[str, object]:

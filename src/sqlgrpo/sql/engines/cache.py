@@ -31,121 +31,21 @@ from sqlgrpo.sql.database import Database, cache_key
 from sqlgrpo.sql.engines.base import ENGINE_NAMES, SQLGLOT_DIALECTS, DbTarget, Engine
 from sqlgrpo.sql.engines.factory import build_engine
 from sqlgrpo.sql.engines.isolated import EngineRecipe, IsolatedEngine
-from sqlgrpo.sql.engines.load import read_sqlite_tables
+from sqlgrpo.sql.engines.load import SchemaTypes, read_schema_types, read_sqlite_tables
+from sqlgrpo.sql.engines.transpile import transpile_script
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS, ExecResult, SandboxLimits
 
 logger = logging.getLogger(__name__)
-
-
-def transpile_script(
-    sql: str, read: str = "sqlite", write: str = "duckdb", names: frozenset[str] | None = None
-) -> str:
-    """``sql`` rewritten from dialect ``read`` into ``write`` by sqlglot (statements joined
-    by ``;``); unchanged when the dialects agree or sqlglot cannot read it.
-
-    From SQLite, two of its leniencies are made explicit first (:func:`sqlite_leniencies`):
-    a double-quoted word that names no table or column (``names``, lowercased) is a string,
-    and a column that a GROUP BY query selects without grouping or aggregating it (a "bare"
-    column, whose value SQLite takes from some row of the group) is wrapped in ``MIN()``.
-    """
-    if read == write:
-        return sql
-    import sqlglot
-
-    try:
-        trees = sqlglot.parse(sql, read=read)
-        if read == "sqlite":
-            trees = [sqlite_leniencies(t, names, write) if t is not None else t for t in trees]
-        pieces = [t.sql(dialect=write) for t in trees if t is not None]
-    except Exception as exc:  # noqa: BLE001 - sqlglot errors, recursion: run it as written
-        logger.debug("could not transpile %r from %s to %s: %s", sql[:80], read, write, exc)
-        return sql
-    return ";\n".join(pieces) if pieces else sql
-
-
-def sqlite_leniencies(tree: Any, names: frozenset[str] | None, write: str = "duckdb") -> Any:
-    """The sqlglot tree of an SQLite statement with its leniencies made explicit (see
-    :func:`transpile_script`) for dialect ``write``."""
-    from sqlglot import exp
-
-    for like in list(tree.find_all(exp.Like)):  # SQLite's LIKE ignores ASCII case
-        like.replace(exp.ILike(this=like.this, expression=like.expression))
-
-    if names is not None:
-        for column in list(tree.find_all(exp.Column)):
-            ident = column.this
-            if (
-                isinstance(ident, exp.Identifier)
-                and ident.quoted
-                and not column.table
-                and ident.name.lower() not in names
-            ):
-                column.replace(exp.Literal.string(ident.name))
-    for select in list(tree.find_all(exp.Select)):
-        group = select.args.get("group")
-        own_aggregates = [
-            a for e in select.expressions for a in e.find_all(exp.AggFunc)
-            if a.find_ancestor(exp.Select) is select
-        ]  # fmt: skip
-        if group is None and not own_aggregates:
-            continue
-        extremes = [
-            a for e in select.expressions for a in e.find_all(exp.Max, exp.Min)
-            if a.find_ancestor(exp.Select) is select
-        ]  # fmt: skip
-        extreme = extremes[0] if len(extremes) == 1 else None
-        keys = group.expressions if group is not None else []
-        grouped = {_column_key(e) for e in keys if isinstance(e, exp.Column)}
-        grouped_names = {key[1] for key in grouped}
-        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
-        targets = list(select.expressions)
-        order = select.args.get("order")
-        if order is not None:
-            targets += [o.this for o in order.expressions]
-        for target in targets:
-            node = target.this if isinstance(target, exp.Alias) else target
-            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
-                continue
-            key = _column_key(node)
-            if key in grouped or (not key[0] and key[1] in grouped_names):
-                continue
-            if not key[0] and key[1] in aliases:
-                continue
-            node.replace(_bare_value(node.copy(), extreme, write))
-    return tree
-
-
-def _bare_value(column: Any, extreme: Any, write: str) -> Any:
-    """A bare column as an aggregate: with exactly one ``max(x)`` / ``min(x)`` in the query,
-    SQLite takes it from the row holding that extreme (its documented rule): ``arg_max``
-    (DuckDB) or the first of ``array_agg(... ORDER BY x)`` (PostgreSQL); otherwise ``MIN()``
-    (any row of the group would do; SQLite's choice is not defined)."""
-    import sqlglot
-    from sqlglot import exp
-
-    if extreme is None:
-        return exp.Min(this=column)
-    key = extreme.this.copy()
-    if write == "duckdb":
-        cls = exp.ArgMax if isinstance(extreme, exp.Max) else exp.ArgMin
-        return cls(this=column, expression=key)
-    direction = "DESC" if isinstance(extreme, exp.Max) else "ASC"
-    text = f"(ARRAY_AGG({column.sql(write)} ORDER BY {key.sql(write)} {direction} NULLS LAST))[1]"
-    return sqlglot.parse_one(text, read=write)
-
-
-def _column_key(column: Any) -> tuple[str, str]:
-    return (column.table or "").lower(), column.name.lower()
 
 
 class EngineDatabase:
     """One sample database on an engine, with the interface the checker uses."""
 
     def __init__(
-        self, engine: Engine, source_dialect: str = "sqlite", names: frozenset[str] | None = None
+        self, engine: Engine, source_dialect: str = "sqlite", schema: SchemaTypes | None = None
     ) -> None:
         self.engine = engine
-        self.names = names  # the database's table and column names, lowercased
+        self.schema = schema  # the source database's names and column types
         self.key = engine.key
         self.source_dialect = source_dialect
         self.diagnostics = engine.diagnostics
@@ -159,7 +59,7 @@ class EngineDatabase:
             if len(self._transpiled) > 4096:
                 self._transpiled.clear()
             self._transpiled[sql] = transpile_script(
-                sql, self.source_dialect, SQLGLOT_DIALECTS[self.engine.name], self.names
+                sql, self.source_dialect, SQLGLOT_DIALECTS[self.engine.name], self.schema
             )
         return self._transpiled[sql]
 
@@ -226,7 +126,7 @@ class EngineCache:
         )  # fmt: skip
         if self.engine == "duckdb" and self.isolation == "process":
             engine: Engine = IsolatedEngine(recipe, build_engine)
-            return EngineDatabase(engine, self.source_dialect, _sqlite_names(sql_context, db_path))
+            return EngineDatabase(engine, self.source_dialect, _sqlite_schema(sql_context, db_path))
         source = (
             Database.from_context(sql_context)
             if sql_context is not None
@@ -235,7 +135,7 @@ class EngineCache:
         try:
             copy = source.copy()
             try:
-                names = _names(copy)
+                types = read_schema_types(copy)
                 tables = read_sqlite_tables(copy) if source.build_error is None else []
             finally:
                 copy.close()
@@ -255,7 +155,7 @@ class EngineCache:
             engine = PostgresEngine(target, self.limits, schema=schema)
         engine.build_error = source.build_error
         engine.diagnostics.extend(note for table in tables for note in table.notes)
-        return EngineDatabase(engine, self.source_dialect, names)
+        return EngineDatabase(engine, self.source_dialect, types)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -290,8 +190,8 @@ def schema_name(key: str, db_path: str | None = None) -> str:
     return f"sqlgrpo_{stem}_{digest}"
 
 
-def _sqlite_names(sql_context: str | None, db_path: str | None) -> frozenset[str]:
-    """The lowercased table and column names of a sample's SQLite database."""
+def _sqlite_schema(sql_context: str | None, db_path: str | None) -> SchemaTypes:
+    """The names and column types of a sample's SQLite database."""
     source = (
         Database.from_context(sql_context)
         if sql_context is not None
@@ -300,19 +200,8 @@ def _sqlite_names(sql_context: str | None, db_path: str | None) -> frozenset[str
     try:
         copy = source.copy()
         try:
-            return _names(copy)
+            return read_schema_types(copy)
         finally:
             copy.close()
     finally:
         source.close()
-
-
-def _names(conn: Any) -> frozenset[str]:
-    names = set()
-    for (table,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
-    ).fetchall():
-        names.add(table.lower())
-        quoted = '"' + table.replace('"', '""') + '"'
-        names.update(row[1].lower() for row in conn.execute(f"PRAGMA table_info({quoted})"))
-    return frozenset(names)

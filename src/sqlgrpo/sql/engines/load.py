@@ -47,7 +47,15 @@ def affinity(declared: str | None) -> str:
 
 def column_kind(declared: str | None, values: Iterable[object]) -> tuple[str, bool]:
     """The kind a column loads as, and whether its values disagree (mixed kinds: text)."""
-    present = {type(v) for v in values if v is not None}
+    return kind_of_types(declared, {type(v) for v in values if v is not None})
+
+
+#: SQLite's ``typeof()`` names as the Python types its values arrive as.
+SQLITE_TYPEOF = {"integer": int, "real": float, "text": str, "blob": bytes}
+
+
+def kind_of_types(declared: str | None, present: set[type]) -> tuple[str, bool]:
+    """:func:`column_kind` from the set of value types a column holds (NULLs left out)."""
     if not present:
         guess = affinity(declared)
         return {"integer": "integer", "real": "real", "numeric": "real"}.get(guess, "text"), False
@@ -98,3 +106,48 @@ def read_sqlite_tables(conn: sqlite3.Connection) -> list[TableData]:
                 rows = [(*r[:i], _as_text(r[i]), *r[i + 1 :]) for r in rows]
         tables.append(TableData(name, columns, tuple(kinds), rows, notes))
     return tables
+
+
+@dataclass(frozen=True)
+class SchemaTypes:
+    """What transpiling SQLite's SQL needs to know of its database: the table, view and column
+    names (lowercased) and, per table and column, the declared type's affinity and the kind
+    the column loads as (:func:`column_kind`)."""
+
+    names: frozenset[str] = frozenset()
+    columns: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+
+    def column(self, table: str, name: str) -> tuple[str, str] | None:
+        """``(affinity, kind)`` of ``table.name`` (any case), or None when unknown."""
+        return self.columns.get(table.lower(), {}).get(name.lower())
+
+
+def read_schema_types(conn: sqlite3.Connection) -> SchemaTypes:
+    """The :class:`SchemaTypes` of an SQLite connection (one ``typeof`` scan per table)."""
+    names: set[str] = set()
+    columns: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, kind in conn.execute(
+        "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE 'sqlite_%'"
+    ).fetchall():
+        quoted = '"' + name.replace('"', '""') + '"'
+        info = conn.execute(f"PRAGMA table_info({quoted})").fetchall()
+        names.add(name.lower())
+        names.update(col[1].lower() for col in info)
+        if kind != "table" or not info:
+            continue
+        scans = ", ".join(
+            'group_concat(DISTINCT typeof("' + col[1].replace('"', '""') + '"))' for col in info
+        )
+        (seen,) = conn.execute(f"SELECT {scans} FROM {quoted}").fetchall() or [(None,) * len(info)]
+        columns[name.lower()] = {
+            col[1].lower(): (
+                affinity(col[2]),
+                kind_of_types(
+                    col[2],
+                    {SQLITE_TYPEOF[t] for t in (types or "").split(",") if t in SQLITE_TYPEOF},
+                )[0],
+            )
+            for col, types in zip(info, seen, strict=True)
+        }
+    return SchemaTypes(frozenset(names), columns)
