@@ -432,6 +432,57 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(
     assert (run / "model" / "config.json").is_file()
 
 
+def test_execution_engine_duckdb_trains_against_duckdb(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """``--execution_engine duckdb``: the prompts name DuckDB, the execution reward runs there
+    (a gold transpiled from SQLite scores as on SQLite), and config.yaml records the engine."""
+    import yaml
+
+    from sqlgrpo.data import load_samples
+    from sqlgrpo.rewards.execution import ExecutionReward
+    from sqlgrpo.training.train import build_rewards
+
+    pytest.importorskip("duckdb", reason="needs duckdb (pip install 'sqlgrpo[engines]')")
+    run = tmp_path / "duck"
+    assert _train(run, tiny_model_dir, "--execution_engine", "duckdb") == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["execution_engine"] == "duckdb"
+    completions = _jsonl(run / "completions.jsonl")
+    assert completions and all("Database engine: DuckDB" in r["prompt"] for r in completions)
+    steps = [r for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+
+    rewards = build_rewards(_script(execution_engine="duckdb"), "")
+    execution = next(r for r in rewards if isinstance(r, ExecutionReward))
+    assert execution.engine == "duckdb"
+    sample = load_samples(str(TINY_DATA)).samples[0]
+    gold = f"<reasoning>r</reasoning>\n<sql>{sample.sql}</sql>"
+    on_duckdb = execution(None, [gold], **{k: [v] for k, v in sample.reward_columns().items()})
+    sqlite_reward = next(r for r in build_rewards(_script(), "") if isinstance(r, ExecutionReward))
+    on_sqlite = sqlite_reward(None, [gold], **{k: [v] for k, v in sample.reward_columns().items()})
+    assert on_duckdb == on_sqlite and on_sqlite[0] > 1.0  # the gold itself: full credit on both
+
+
+def test_execution_engine_is_checked_and_its_password_masked() -> None:
+    from sqlgrpo.training.config import SqlGrpoArguments
+
+    with pytest.raises(ValueError, match="execution_engine must be one of"):
+        _script(execution_engine="mysql")
+    with pytest.raises(ValueError, match="needs execution_engine_url"):
+        _script(execution_engine="postgres")
+    from sqlgrpo.training.config import parse_run_config
+
+    url = "postgresql://u:secret@h/train"
+    assert SqlGrpoArguments(execution_engine="postgres", execution_engine_url=url)
+    cfg = parse_run_config(
+        ["--config", str(RECIPE), "--execution_engine", "postgres", "--execution_engine_url", url]
+    )
+    recorded = cfg.recipe_dict()
+    assert recorded["execution_engine"] == "postgres"
+    assert "secret" not in recorded["execution_engine_url"]
+    assert recorded["execution_engine_url"].endswith("@h/train")
+
+
 def _script(**overrides):
     from sqlgrpo.training.config import SqlGrpoArguments
 

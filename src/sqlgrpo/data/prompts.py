@@ -95,6 +95,18 @@ def schema_text(sample: Sample, cfg: PromptConfig) -> str:
 ENGINE_KEY = "engine"
 
 
+def on_engine(sample: Sample, engine: str) -> Sample:
+    """``sample`` as prompted for ``engine`` (one of ``ENGINE_NAMES``): its metadata names the
+    engine, so the prompt says so; SQLite samples are returned unchanged."""
+    from dataclasses import replace
+
+    from sqlgrpo.sql.engines.base import ENGINE_LABELS
+
+    if engine == "sqlite":
+        return sample
+    return replace(sample, metadata={**sample.metadata, ENGINE_KEY: ENGINE_LABELS[engine]})
+
+
 def engine_line(sample: Sample) -> str | None:
     """``Database engine: X`` for a sample that runs on another engine than SQLite (None for
     SQLite: prompts for SQLite databases stay as models were trained on them)."""

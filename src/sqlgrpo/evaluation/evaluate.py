@@ -27,7 +27,7 @@ from sqlgrpo.generation.feedback import FeedbackConfig
 from sqlgrpo.generation.voting import VOTE_METHODS, result_key, vote_record
 from sqlgrpo.sql.bird_metrics import OFFICIAL_ITERATIONS
 from sqlgrpo.sql.compare import COMPARE_RULES
-from sqlgrpo.sql.engines.base import ENGINE_LABELS, ENGINE_NAMES
+from sqlgrpo.sql.engines.base import ENGINE_NAMES
 from sqlgrpo.sql.sandbox import DEFAULT_LIMITS
 
 logger = logging.getLogger(__name__)
@@ -508,14 +508,6 @@ def prompted_eval_config(
     return cfg, resolved
 
 
-def on_engine(sample: Any, engine: str) -> Any:
-    """``sample`` as prompted for ``engine``: its metadata names the engine (the prompt then
-    says so; SQLite samples are unchanged)."""
-    if engine == "sqlite":
-        return sample
-    return replace(sample, metadata={**sample.metadata, "engine": ENGINE_LABELS[engine]})
-
-
 def _prompt_config(cfg: EvalConfig) -> Any:
     from sqlgrpo.data import PromptConfig
 
@@ -545,7 +537,7 @@ def evaluate(
     ``cfg.vote`` each record's own completion comes from ``greedy_generator`` (by
     default a greedy twin of ``generator``) and the samples from ``generator``.
     """
-    from sqlgrpo.data import render_sample_prompt
+    from sqlgrpo.data import on_engine, render_sample_prompt
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

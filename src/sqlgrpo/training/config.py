@@ -26,6 +26,7 @@ from sqlgrpo.data import PromptConfig
 from sqlgrpo.generation.decoding import DECODERS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.compare import COMPARE_RULES
+from sqlgrpo.sql.engines.base import ENGINE_NAMES
 
 #: Who samples GRPO's completions: the learner itself (torch) or its llama.cpp mirror.
 RolloutSampler = Literal["torch", "llama-cpp"]
@@ -106,6 +107,22 @@ class SqlGrpoArguments:
         default=False,
         metadata={
             "help": "for DML gold SQL, credit full weight only when the final DB state matches"
+        },
+    )
+    execution_engine: str = field(
+        default="sqlite",
+        metadata={
+            "help": "engine the execution reward runs SQL on: " + ", ".join(ENGINE_NAMES) + ". "
+            "Each sample's SQLite database is copied into it once and the gold transpiled from "
+            "SQLite's dialect; the prompts name the engine (Database engine: DuckDB)"
+        },
+    )
+    execution_engine_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "execution_engine postgres: postgresql://... of a database kept for training "
+            "(samples are loaded into schemas of their own there); its password is masked in "
+            "config.yaml, so a resume passes it again"
         },
     )
     sql_timeout_s: float = field(
@@ -295,6 +312,16 @@ class SqlGrpoArguments:
         if self.compare_rule not in COMPARE_RULES:
             raise ValueError(
                 f"compare_rule must be one of {', '.join(COMPARE_RULES)}, got {self.compare_rule!r}"
+            )
+        if self.execution_engine not in ENGINE_NAMES:
+            raise ValueError(
+                f"execution_engine must be one of {', '.join(ENGINE_NAMES)}, "
+                f"got {self.execution_engine!r}"
+            )
+        if self.execution_engine == "postgres" and not self.execution_engine_url:
+            raise ValueError(
+                "execution_engine postgres needs execution_engine_url (postgresql://... of a "
+                "database the samples can be loaded into)"
             )
         if self.sql_timeout_s <= 0:
             raise ValueError(f"sql_timeout_s must be positive, got {self.sql_timeout_s}")
@@ -493,6 +520,10 @@ class RunConfig:
         for key in sorted((self.explicit & training.keys()) | KEY_TRAINING_FIELDS):
             flat[key] = training[key]
         flat.pop("resume", None)
+        if flat.get("execution_engine_url"):
+            from sqlgrpo.sql.engines.base import mask_password
+
+            flat["execution_engine_url"] = mask_password(flat["execution_engine_url"])
         return flat
 
 

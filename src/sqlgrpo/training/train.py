@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlgrpo.data import PromptConfig, Sample, check_prompt_budget, load_samples, trainer_prompt
+from sqlgrpo.data import (
+    PromptConfig,
+    Sample,
+    check_prompt_budget,
+    load_samples,
+    on_engine,
+    trainer_prompt,
+)
 from sqlgrpo.models import prepare_tokenizer, resolve_model_path
 from sqlgrpo.training.callbacks import (
     COMPLETIONS_FILE,
@@ -89,7 +96,8 @@ def prepare_samples(
     )
     if loaded.skipped:
         logger.warning("%d invalid data row(s) skipped from %s", len(loaded.skipped), loaded.source)
-    samples = list(loaded.samples)
+    # prompts name the engine the rewards run on (SQLite's stay as they were)
+    samples = [on_engine(s, script.execution_engine) for s in loaded.samples]
     if not samples:
         raise ConfigError(
             f"{script.dataset_source}: no samples loaded (split {script.dataset_split})"
@@ -150,6 +158,9 @@ def build_rewards(script: SqlGrpoArguments, prefill: str) -> list[Any]:
         batch_timeout_s=script.sql_batch_timeout_s,
     )
     execution = {"rule": script.compare_rule, "state_match": script.state_match, "limits": limits}
+    if script.execution_engine != "sqlite":
+        execution["engine"] = script.execution_engine
+        execution["engine_url"] = script.execution_engine_url
     if not script.reward_funcs:
         return build_profile(script.reward_profile, prefill=prefill, **execution)
     return build_named(
@@ -173,7 +184,12 @@ def build_rollout(script: SqlGrpoArguments, prefill: str, rewards: list[Any]) ->
         checker = checks[0].checker
     else:
         limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
-        checker = ExecutionChecker(rule=script.compare_rule, limits=limits)
+        cache = None
+        if script.execution_engine != "sqlite":
+            from sqlgrpo.sql.engines.cache import EngineCache
+
+            cache = EngineCache(script.execution_engine, limits, url=script.execution_engine_url)
+        checker = ExecutionChecker(rule=script.compare_rule, limits=limits, cache=cache)
     logger.info("multi-turn rollouts: up to %d answers per completion", script.rollout_turns)
     return MultiTurnRollout(script.feedback(), checker, prefill, script.rollout_turn_tokens)
 
