@@ -172,3 +172,32 @@ def test_without_a_worker_risky_statements_still_run_in_process(
     db = Database.from_context(BOMBS["context"], limits)
     result = db.run("SELECT name FROM t WHERE name LIKE 'b%'")
     assert result.ok and result.rows == [("b",)]
+
+
+def test_prestart_starts_the_workers_the_first_call_uses() -> None:
+    """``ExecutionReward.prestart()`` starts its pool's processes before any scoring; the first
+    isolated statement then runs in one of them (none started, none replaced)."""
+    from sqlgrpo.rewards.execution import ExecutionReward
+    from sqlgrpo.sql.worker import shared_pool
+
+    limits = SandboxLimits(timeout_s=1.75, workers=2)  # a pool of its own
+    pool = shared_pool(limits)
+    try:
+        assert all(worker.proc is None for worker in pool.workers)
+        reward = ExecutionReward(limits=limits)
+        reward.prestart()
+        started = [worker.proc.pid for worker in pool.workers if worker.proc is not None]
+        assert len(started) == 2
+        context = "CREATE TABLE t (s TEXT); INSERT INTO t VALUES ('abc');"
+        sql = "SELECT instr(s, 'b') FROM t"
+        assert needs_isolation(sql)
+        completion = f"<reasoning>r</reasoning>\n<sql>{sql}</sql>"
+        scores = reward(None, [completion], sql=[sql], sql_context=[context])
+        assert scores[0] > 1.0  # the gold itself, run in a worker
+        assert [worker.proc.pid for worker in pool.workers if worker.proc] == started
+        assert pool.restarts == 0
+        inline = ExecutionReward(limits=SandboxLimits(timeout_s=1.75, isolation="inline"))
+        inline.prestart()  # nothing to start: no pool for inline isolation
+        assert shared_pool(inline.limits).workers[0].proc is None
+    finally:
+        pool.close()

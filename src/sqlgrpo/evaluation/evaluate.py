@@ -304,6 +304,10 @@ class Scorer:
             rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite, cache=cache
         )
         share_checker(self.rewards, self.checker)  # each prediction runs once for the record
+        if cache is None:  # the SQL workers load while the model generates
+            from sqlgrpo.sql.worker import prestart
+
+            prestart(limits)
 
     def _one(self, sample: Any, raw: str, *, bird: bool = False) -> dict[str, Any]:
         from sqlgrpo.rewards.format import soft_format_ok, strict_format_ok

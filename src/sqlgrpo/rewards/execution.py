@@ -185,6 +185,14 @@ class ExecutionReward(Reward):
         state["_checker"] = None
         return state
 
+    def prestart(self) -> None:
+        """Start the sandbox's worker processes now (SQLite), so the first scoring call does
+        not wait about 70 ms for them; a trainer calls it while the model loads."""
+        if self.engine == "sqlite":
+            from sqlgrpo.sql.worker import prestart
+
+            prestart(self.limits)
+
     @property
     def checker(self) -> Any:
         """The :class:`ExecutionChecker` (built lazily, cached gold results and databases)."""

@@ -219,6 +219,17 @@ class WorkerPool:
             for worker in self.workers:
                 worker.close()
 
+    def start(self) -> None:
+        """Start every worker process without waiting for it (each loads in the background,
+        about 70 ms, so the first batch finds them ready). A worker that cannot start is
+        logged and left to the first batch, which starts it again and reports."""
+        with self._lock:
+            for worker in self.workers:
+                try:
+                    worker.start()
+                except Exception as exc:  # noqa: BLE001 - the first run retries and raises
+                    logger.warning("sandbox worker could not be started ahead: %s", exc)
+
     def run(
         self,
         tasks: Sequence[tuple[Database, str, bool, bool]],
@@ -543,6 +554,13 @@ def shared_pool(
 def _stop_workers() -> None:
     for pool in list(_POOLS.values()):
         pool.close()
+
+
+def prestart(limits: SandboxLimits, context_limits: ContextLimits = DEFAULT_CONTEXT_LIMITS) -> None:
+    """Start the shared pool that databases built with these limits will use (nothing when
+    their isolation is ``inline``), so a first scoring call does not wait for its workers."""
+    if limits.isolation == "process":
+        shared_pool(limits, context_limits=context_limits).start()
 
 
 def pool_for(database: Database) -> WorkerPool:

@@ -31,6 +31,7 @@ from sqlgrpo.data import (
     trainer_prompt,
 )
 from sqlgrpo.models import prepare_tokenizer, resolve_model_path
+from sqlgrpo.rewards.registry import execution_checks
 from sqlgrpo.training.callbacks import (
     COMPLETIONS_FILE,
     METRICS_FILE,
@@ -174,7 +175,6 @@ def build_rollout(script: SqlGrpoArguments, prefill: str, rewards: list[Any]) ->
     and the reward); else None (TRL's single-turn sampling)."""
     if script.rollout_turns <= 1:
         return None
-    from sqlgrpo.rewards.registry import execution_checks
     from sqlgrpo.sql.execution import ExecutionChecker
     from sqlgrpo.sql.sandbox import SandboxLimits
     from sqlgrpo.training.multi_turn import MultiTurnRollout
@@ -294,6 +294,9 @@ def run_training(cfg: RunConfig) -> TrainResult:
                 plot=None,
             )
 
+    rewards = build_rewards(script, prompt.prefill)
+    for check in execution_checks(rewards):
+        check.prestart()  # the SQL workers load while the model does
     model, tokenizer, peft_config = load_policy(model_args, training, policy_path)
     train_samples = data.train
     if script.prescreen_prompts:
@@ -302,7 +305,6 @@ def run_training(cfg: RunConfig) -> TrainResult:
     eval_dataset = None
     if training.eval_strategy != "no" and data.holdout:
         eval_dataset = build_dataset(data.holdout, prompt, tokenizer)
-    rewards = build_rewards(script, prompt.prefill)
 
     interrupt = GracefulInterrupt()
     trainer = SqlGrpoTrainer(
