@@ -483,6 +483,45 @@ def test_execution_engine_is_checked_and_its_password_masked() -> None:
     assert recorded["execution_engine_url"].endswith("@h/train")
 
 
+def test_flat_batches_are_sampled_again(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """``--resample_flat_batches 2``: the tiny model writes no SQL, so the execution reward alone
+    is 0 for every completion and every batch is flat; each step samples twice more from other
+    prompts, then gives up (the backward is skipped as before)."""
+    run = tmp_path / "flat"
+    assert _train(run, tiny_model_dir, "--reward_funcs", "execution",
+                  "--resample_flat_batches", "2") == 0  # fmt: skip
+    steps = [r for r in _jsonl(run / "metrics.jsonl") if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(r["resampled_batches"] == 2.0 and r["reward"] == 0.0 for r in steps)
+    assert all(r["skipped_backward"] == 1.0 for r in steps)
+
+
+def test_fresh_batches_are_seeded_groups_of_other_prompts() -> None:
+    from types import SimpleNamespace
+
+    from sqlgrpo.training.trainer import SqlGrpoTrainer
+
+    rows = [{"prompt": f"p{i}", "sql": f"SELECT {i}"} for i in range(50)]
+
+    def trainer(step: int, seed: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(
+            num_generations=4, train_dataset=rows, args=SimpleNamespace(seed=seed),
+            state=SimpleNamespace(global_step=step),
+            accelerator=SimpleNamespace(process_index=0),
+        )  # fmt: skip
+
+    batch = [rows[0]] * 8  # two groups of 4
+    fresh = SqlGrpoTrainer._fresh_batch(trainer(3), batch, 1)
+    assert len(fresh) == 8 and fresh[:4] == [fresh[0]] * 4 and fresh[4:] == [fresh[4]] * 4
+    assert fresh == SqlGrpoTrainer._fresh_batch(trainer(3), batch, 1)  # a resume draws the same
+    draws = {
+        tuple(r["prompt"] for r in SqlGrpoTrainer._fresh_batch(trainer(step), batch, attempt))
+        for step in range(5)
+        for attempt in (1, 2)
+    }
+    assert len(draws) == 10  # another step or try: other prompts
+
+
 def _script(**overrides):
     from sqlgrpo.training.config import SqlGrpoArguments
 

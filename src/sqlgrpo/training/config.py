@@ -221,6 +221,15 @@ class SqlGrpoArguments:
             "(every group has equal rewards) when no KL or entropy term would still give a gradient"
         },
     )
+    resample_flat_batches: int = field(
+        default=0,
+        metadata={
+            "help": "DAPO's dynamic sampling, per generation batch: a batch whose groups all have "
+            "equal rewards (nothing to learn) is sampled again from other prompts, up to N times "
+            "(0: off, the step is skipped as before). Sparse rewards (progress, strict) leave "
+            "many such batches; each retry costs one more sampling pass"
+        },
+    )
     generation_decoder: str = field(
         default="incremental",
         metadata={
@@ -322,6 +331,10 @@ class SqlGrpoArguments:
             raise ValueError(
                 "execution_engine postgres needs execution_engine_url (postgresql://... of a "
                 "database the samples can be loaded into)"
+            )
+        if self.resample_flat_batches < 0:
+            raise ValueError(
+                f"resample_flat_batches must be >= 0 (0: off), got {self.resample_flat_batches}"
             )
         if self.sql_timeout_s <= 0:
             raise ValueError(f"sql_timeout_s must be positive, got {self.sql_timeout_s}")

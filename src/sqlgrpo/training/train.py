@@ -321,6 +321,7 @@ def run_training(cfg: RunConfig) -> TrainResult:
         completions_count=script.completions_log_count,
         prefill=prompt.prefill,
         skip_zero_variance=script.skip_zero_variance_backward,
+        resample_flat_batches=script.resample_flat_batches,
         generation_decoder=script.generation_decoder,
         rollout_sampler=script.rollout_sampler,
         shared_prefix_loss=script.shared_prefix_loss,

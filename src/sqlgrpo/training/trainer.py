@@ -101,6 +101,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         completions_count: int = 8,
         prefill: str = "",
         skip_zero_variance: bool = True,
+        resample_flat_batches: int = 0,
         generation_decoder: str = "incremental",
         rollout_sampler: str = "torch",
         shared_prefix_loss: bool = True,
@@ -122,6 +123,7 @@ class SqlGrpoTrainer(GRPOTrainer):
         self.completions_count = completions_count
         self.prefill = prefill
         self.skip_zero_variance = skip_zero_variance
+        self.resample_flat_batches = resample_flat_batches
         self.skipped_backward = 0
         self._last_completions_step = -1
         self._rollout_inputs: list[dict[str, Any]] | None = None  # the batch being rolled out
@@ -478,6 +480,40 @@ class SqlGrpoTrainer(GRPOTrainer):
         return checkers
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
+        """TRL's step of sampling and scoring (:meth:`_sample_and_score`); with
+        ``resample_flat_batches`` N > 0, a batch in which every group's rewards are equal (the
+        step would teach nothing: every advantage is 0) is sampled again from other prompts,
+        up to N times (DAPO's dynamic sampling, at the granularity of a whole batch). The
+        decision is taken on every process together; the draws are seeded by the run's seed,
+        the step and the try, so a resumed run draws the same prompts."""
+        output = self._sample_and_score(inputs)
+        tries = 0
+        while (
+            tries < self.resample_flat_batches
+            and self.model.training
+            and self._all_ranks_zero(output["advantages"])
+        ):
+            tries += 1
+            inputs = self._fresh_batch(inputs, tries)
+            output = self._sample_and_score(inputs)
+        if self.resample_flat_batches and self.model.training:
+            self._metrics["train"]["resampled_batches"].append(float(tries))
+        return output
+
+    def _fresh_batch(self, inputs: list[dict[str, Any]], attempt: int) -> list[dict[str, Any]]:
+        """As many other prompts as ``inputs`` holds, each repeated for its group, drawn from
+        the training set with a generator seeded by (seed, step, attempt, process)."""
+        import random
+
+        group = self.num_generations
+        dataset = self.train_dataset
+        draw = random.Random(
+            f"{self.args.seed}:{self.state.global_step}:{attempt}:{self.accelerator.process_index}"
+        )
+        picks = [draw.randrange(len(dataset)) for _ in range(max(1, len(inputs) // group))]
+        return [dict(dataset[i]) for i in picks for _ in range(group)]
+
+    def _sample_and_score(self, inputs: Any) -> Any:
         """TRL's step of sampling and scoring, with the batch's rows handed to a
         ``rollout_func`` (:attr:`rollout_inputs`) and each execution checker keeping its
         outcomes for the batch (a multi-turn rollout's run of an answer is the reward's)."""
