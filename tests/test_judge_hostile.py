@@ -59,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
     calls = 0
     active = 0  # requests being answered now
     max_active = 0
+    generation = 0  # one per test server: a handler left over from an earlier test counts no more
     ended: list[float] = []  # when each request's handler returned
     lock = threading.Lock()
 
@@ -72,6 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
             _Handler.calls += 1
         mode = _Handler.mode
         with _Handler.lock:
+            generation = _Handler.generation
             _Handler.active += 1
             _Handler.max_active = max(_Handler.max_active, _Handler.active)
         try:
@@ -99,8 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         finally:
             with _Handler.lock:
-                _Handler.active -= 1
-                _Handler.ended.append(time.monotonic())
+                if generation == _Handler.generation:
+                    _Handler.active -= 1
+                    _Handler.ended.append(time.monotonic())
 
 
 HUGE = 50_000_000  # bytes of body the hostile servers offer
@@ -165,9 +168,11 @@ def url() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    _Handler.calls = 0
-    _Handler.active = _Handler.max_active = 0
-    _Handler.ended = []
+    with _Handler.lock:
+        _Handler.generation += 1
+        _Handler.calls = 0
+        _Handler.active = _Handler.max_active = 0
+        _Handler.ended = []
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
     httpd.server_close()
