@@ -22,8 +22,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,20 +130,9 @@ class EngineCache:
         if self.engine == "duckdb" and self.isolation == "process":
             engine: Engine = IsolatedEngine(recipe, build_engine)
             return EngineDatabase(engine, self.source_dialect, _sqlite_schema(sql_context, db_path))
-        source = (
-            Database.from_context(sql_context)
-            if sql_context is not None
-            else Database.from_path(db_path)  # type: ignore[arg-type]
-        )
-        try:
-            copy = source.copy()
-            try:
-                types = read_schema_types(copy)
-                tables = read_sqlite_tables(copy) if source.build_error is None else []
-            finally:
-                copy.close()
-        finally:
-            source.close()
+        with _sqlite_copy(sql_context, db_path) as (source, copy):
+            tables = read_sqlite_tables(copy) if source.build_error is None else []
+            types = read_schema_types(copy, tables)
         if self.engine == "duckdb":
             from sqlgrpo.sql.engines.duckdb import DuckdbEngine
 
@@ -190,8 +182,12 @@ def schema_name(key: str, db_path: str | None = None) -> str:
     return f"sqlgrpo_{stem}_{digest}"
 
 
-def _sqlite_schema(sql_context: str | None, db_path: str | None) -> SchemaTypes:
-    """The names and column types of a sample's SQLite database."""
+@contextmanager
+def _sqlite_copy(
+    sql_context: str | None, db_path: str | None
+) -> Iterator[tuple[Database, sqlite3.Connection]]:
+    """A sample's SQLite database (built from its context or opened read-only) and a private
+    in-memory copy of it; both closed on exit."""
     source = (
         Database.from_context(sql_context)
         if sql_context is not None
@@ -200,8 +196,14 @@ def _sqlite_schema(sql_context: str | None, db_path: str | None) -> SchemaTypes:
     try:
         copy = source.copy()
         try:
-            return read_schema_types(copy)
+            yield source, copy
         finally:
             copy.close()
     finally:
         source.close()
+
+
+def _sqlite_schema(sql_context: str | None, db_path: str | None) -> SchemaTypes:
+    """The names and column types of a sample's SQLite database."""
+    with _sqlite_copy(sql_context, db_path) as (_, copy):
+        return read_schema_types(copy)

@@ -122,8 +122,10 @@ class SchemaTypes:
         return self.columns.get(table.lower(), {}).get(name.lower())
 
 
-def read_schema_types(conn: sqlite3.Connection) -> SchemaTypes:
-    """The :class:`SchemaTypes` of an SQLite connection (one ``typeof`` scan per table)."""
+def read_schema_types(conn: sqlite3.Connection, tables: Iterable[TableData] = ()) -> SchemaTypes:
+    """The :class:`SchemaTypes` of an SQLite connection: one ``typeof`` scan per table, except
+    for the ``tables`` already read by :func:`read_sqlite_tables`, whose kinds are reused."""
+    known = {table.name: table.kinds for table in tables}
     names: set[str] = set()
     columns: dict[str, dict[str, tuple[str, str]]] = {}
     for name, kind in conn.execute(
@@ -135,6 +137,12 @@ def read_schema_types(conn: sqlite3.Connection) -> SchemaTypes:
         names.add(name.lower())
         names.update(col[1].lower() for col in info)
         if kind != "table" or not info:
+            continue
+        if name in known:
+            columns[name.lower()] = {
+                col[1].lower(): (affinity(col[2]), loaded)
+                for col, loaded in zip(info, known[name], strict=True)
+            }
             continue
         scans = ", ".join(
             'group_concat(DISTINCT typeof("' + col[1].replace('"', '""') + '"))' for col in info
