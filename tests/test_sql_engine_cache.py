@@ -136,7 +136,9 @@ def _checks(checker: ExecutionChecker) -> dict[str, object]:
 
 def test_the_checker_on_duckdb_agrees_with_sqlite() -> None:
     sqlite = _checks(ExecutionChecker())
-    duck = _checks(ExecutionChecker(cache=EngineCache("duckdb")))
+    checker = ExecutionChecker.on_engine("duckdb")
+    assert isinstance(checker.cache, EngineCache)
+    duck = _checks(checker)
     assert sqlite == duck
     assert duck["gold_rows"] == [("Beta", 5)] and duck["same"] and not duck["wrong"]
     assert duck["missing"] is ErrorClass.MISSING_TABLE and duck["dml"]

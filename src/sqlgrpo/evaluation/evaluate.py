@@ -295,16 +295,15 @@ class Scorer:
         limits = SandboxLimits(timeout_s=cfg.timeout_s, batch_timeout_s=math.inf)
         if cfg.bird_metrics:  # BIRD's scripts compare whole results: fetch (nearly) all rows
             limits = replace(limits, max_rows=BIRD_MAX_ROWS)
-        cache = None
-        if cfg.engine != "sqlite":
-            from sqlgrpo.sql.engines.cache import EngineCache
-
-            cache = EngineCache(cfg.engine, limits, url=cfg.engine_url)
-        self.checker = ExecutionChecker(
-            rule=cfg.compare_rule, limits=limits, test_suite=cfg.test_suite, cache=cache
+        self.checker = ExecutionChecker.on_engine(
+            cfg.engine,
+            url=cfg.engine_url,
+            rule=cfg.compare_rule,
+            limits=limits,
+            test_suite=cfg.test_suite,
         )
         share_checker(self.rewards, self.checker)  # each prediction runs once for the record
-        if cache is None:  # the SQL workers load while the model generates
+        if cfg.engine == "sqlite":  # the SQL workers load while the model generates
             from sqlgrpo.sql.worker import prestart
 
             prestart(limits)

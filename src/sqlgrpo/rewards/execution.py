@@ -199,12 +199,9 @@ class ExecutionReward(Reward):
         if self._checker is None:
             from sqlgrpo.sql.execution import ExecutionChecker
 
-            cache = None
-            if self.engine != "sqlite":
-                from sqlgrpo.sql.engines.cache import EngineCache
-
-                cache = EngineCache(self.engine, self.limits, url=self.engine_url)
-            self._checker = ExecutionChecker(rule=self.rule, limits=self.limits, cache=cache)
+            self._checker = ExecutionChecker.on_engine(
+                self.engine, url=self.engine_url, rule=self.rule, limits=self.limits
+            )
         return self._checker
 
     @checker.setter

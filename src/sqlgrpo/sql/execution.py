@@ -126,6 +126,25 @@ class ExecutionChecker:
         # Outcomes kept inside remember_outcomes(): (pred, gold, context, db_path) -> outcome.
         self._outcomes: dict[tuple, ExecutionOutcome] | None = None
 
+    @classmethod
+    def on_engine(
+        cls,
+        engine: str = "sqlite",
+        *,
+        url: str | None = None,
+        rule: str = "seed",
+        limits: SandboxLimits = DEFAULT_LIMITS,
+        test_suite: bool = False,
+    ) -> ExecutionChecker:
+        """A checker whose statements run on ``engine``: SQLite's sandbox, or copies of each
+        sample's database in DuckDB / PostgreSQL (``url``: the database they load into)."""
+        cache = None
+        if engine != "sqlite":
+            from sqlgrpo.sql.engines.cache import EngineCache
+
+            cache = EngineCache(engine, limits, url=url)
+        return cls(rule=rule, limits=limits, cache=cache, test_suite=test_suite)
+
     @contextmanager
     def remember_outcomes(self) -> Iterator[None]:
         """Inside this block :meth:`check` answers a repeated ``(pred, gold, context, db)``

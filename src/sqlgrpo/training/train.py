@@ -184,12 +184,12 @@ def build_rollout(script: SqlGrpoArguments, prefill: str, rewards: list[Any]) ->
         checker = checks[0].checker
     else:
         limits = SandboxLimits(timeout_s=script.sql_timeout_s, max_rows=script.sql_max_rows)
-        cache = None
-        if script.execution_engine != "sqlite":
-            from sqlgrpo.sql.engines.cache import EngineCache
-
-            cache = EngineCache(script.execution_engine, limits, url=script.execution_engine_url)
-        checker = ExecutionChecker(rule=script.compare_rule, limits=limits, cache=cache)
+        checker = ExecutionChecker.on_engine(
+            script.execution_engine,
+            url=script.execution_engine_url,
+            rule=script.compare_rule,
+            limits=limits,
+        )
     logger.info("multi-turn rollouts: up to %d answers per completion", script.rollout_turns)
     return MultiTurnRollout(script.feedback(), checker, prefill, script.rollout_turn_tokens)
 
