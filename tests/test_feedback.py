@@ -22,6 +22,7 @@ from sqlgrpo.data import (
     render_sample_prompt,
 )
 from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate
+from sqlgrpo.evaluation.metrics import feedback_summary
 from sqlgrpo.generation import GenerationConfig
 from sqlgrpo.generation.feedback import (
     EMPTY_OBSERVATION,
@@ -30,6 +31,7 @@ from sqlgrpo.generation.feedback import (
     FeedbackConfig,
     bound_observation,
     feedback_rounds,
+    generate_with_feedback,
 )
 from sqlgrpo.sql import Database, SandboxLimits
 from sqlgrpo.sql.parsing import extract_sql
@@ -206,6 +208,100 @@ def test_hanging_and_bombing_statements_end_as_the_sandbox_classifies_them() -> 
     assert turns[1][0].outcome in ("timeout", "resource_limit")
     assert turns[1][1].outcome == "resource_limit"
     assert turns[1][2].outcome == "rows"
+
+
+class RepeatScript:
+    """A backend that answers greedily from ``greedy[conversation][turn]`` and, when asked for
+    samples, with ``sampled[(conversation, turn)]``; the conversation is the ``Qn`` its prompt
+    names, the turn one more than the observations it holds. Keeps each call's settings."""
+
+    name = "repeat-script"
+
+    def __init__(self, greedy: dict[int, list[str]], sampled: dict[tuple[int, int], list[str]]):
+        self.cfg = GenerationConfig(show_progress=False, seed=7)
+        self.greedy, self.sampled = greedy, sampled
+        self.calls: list[tuple[float, int, int, list[int]]] = []
+
+    def generate_batches(
+        self, prompts: Sequence[str]
+    ) -> Iterator[tuple[list[int], list[list[str]]]]:
+        keys = [(int(p.split("Q", 1)[1].split(":")[0]), p.count("<observation>")) for p in prompts]
+        self.calls.append(
+            (self.cfg.temperature, self.cfg.num_samples, self.cfg.seed, [c for c, _ in keys])
+        )
+        if self.cfg.greedy:
+            yield list(range(len(prompts))), [[self.greedy[c][t]] for c, t in keys]
+        else:
+            yield list(range(len(prompts))), [self.sampled[key] for key in keys]
+
+
+def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:
+    db = Database.from_context(
+        "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1, 'a');",
+        SandboxLimits(timeout_s=0.5),
+    )
+    greedy = {
+        0: [
+            _answer("SELECT nam FROM t;"),
+            _answer("SELECT  nam\nFROM t;"),  # repeats itself
+            _answer("SELECT nam FROM t;"),
+        ],
+        1: [_answer("SELECT x FROM t;"), _answer("SELECT x FROM t;"), _answer("SELECT y FROM t;")],
+        2: [_answer("SELECT z FROM t;"), _answer("SELECT name FROM t;")],  # new SQL: kept
+    }
+    sampled = {
+        # a repeat, a new failing query, a new one that stands: the one that stands is taken
+        (0, 1): [_answer("SELECT nam FROM t;"), _answer("SELECT nme FROM t;"),
+                 _answer("SELECT name FROM t;")],
+        # nothing new that runs: the first new SQL is taken (no SQL at all does not count)
+        (1, 1): [_answer("SELECT x FROM t;"), "no tags", _answer("SELECT y FROM t;")],
+        # nothing new at all: the greedy repeat stays
+        (1, 2): [_answer("SELECT x FROM t;"), _answer("SELECT y FROM t;"), "no tags"],
+    }  # fmt: skip
+    prompts = [f"Q{i}: which names?\n" for i in range(3)]
+
+    def run(cfg: FeedbackConfig) -> tuple[list, RepeatScript]:
+        script = RepeatScript(greedy, sampled)
+        turns = generate_with_feedback(
+            script, prompts, [greedy[i][0] for i in range(3)], cfg, tokenizer=tokenizer,
+            extract=extract_sql, execute=lambda i, sql: db.run(sql), prefill=PREFILL,
+        )  # fmt: skip
+        return turns, script
+
+    turns, script = run(FeedbackConfig(turns=3, retry_samples=3, retry_temperature=0.9))
+    assert [[t.sql for t in c] for c in turns] == [
+        ["SELECT nam FROM t;", "SELECT name FROM t;"],
+        ["SELECT x FROM t;", "SELECT y FROM t;", "SELECT y FROM t;"],
+        ["SELECT z FROM t;", "SELECT name FROM t;"],
+    ]
+    assert [[t.redrawn for t in c] for c in turns] == [
+        [False, True], [False, True, False], [False, False],
+    ]  # fmt: skip
+    assert turns[0][1].outcome == "rows" and turns[1][2].outcome == "missing_column"
+    # greedy rounds ask every waiting conversation; the draws only the repeats, seeded by round
+    assert script.calls == [
+        (0.0, 1, 7, [0, 1, 2]), (0.9, 3, 8, [0, 1]), (0.0, 1, 7, [1]), (0.9, 3, 9, [1]),
+    ]  # fmt: skip
+    records = [
+        {"id": i, "match": False, "turns": [{**t.to_dict(), "executed": t.outcome == "rows"}
+                                            for t in c]}
+        for i, c in enumerate(turns)
+    ]  # fmt: skip
+    summary = feedback_summary(records)
+    assert summary["redrawn"] == 2
+    assert summary["per_turn"]["2"]["executable_rate"] == pytest.approx(2 / 3)
+
+    plain, plain_script = run(FeedbackConfig(turns=3))  # off: the greedy repeat stays
+    assert [t.outcome for t in plain[0]] == ["missing_column"] * 3
+    assert not any(t.redrawn for c in plain for t in c)
+    assert all(call[0] == 0.0 for call in plain_script.calls)
+
+    with pytest.raises(ValueError, match="turns >= 2"):
+        FeedbackConfig(turns=1, retry_samples=2)
+    with pytest.raises(ValueError, match="retry_samples must be >= 0"):
+        FeedbackConfig(turns=2, retry_samples=-1)
+    with pytest.raises(ValueError, match="retry_temperature"):
+        FeedbackConfig(turns=2, retry_samples=2, retry_temperature=0.0)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -413,3 +509,4 @@ def test_cli_flags_reach_eval_and_ask(capsys: pytest.CaptureFixture[str]) -> Non
             main([command, "--help"])
         out = capsys.readouterr().out
         assert "--turns" in out and "--observation-tokens" in out and "--retry-empty" in out
+        assert "--retry-samples" in out and "--retry-temperature" in out

@@ -160,9 +160,19 @@ def _show(answer: Any, max_rows: int) -> None:
         )
     for number, turn in enumerate(answer.turns or [], start=1):
         if turn.observation is not None:
+            drawn = " (redrawn: the greedy answer repeated itself)" if turn.redrawn else ""
             console.print(
-                Text(f"turn {number}: {turn.sql or '(no SQL)'}\n  -> {turn.observation}", "yellow")
+                Text(
+                    f"turn {number}{drawn}: {turn.sql or '(no SQL)'}\n  -> {turn.observation}",
+                    "yellow",
+                )
             )
+    if answer.turns and answer.turns[-1].redrawn:
+        console.print(
+            Text(
+                "the final answer was redrawn: the greedy one repeated SQL already tried", "yellow"
+            )
+        )
     console.print(Panel(Text(answer.reasoning or "(no <reasoning> section)"), title="reasoning"))
     if answer.cut_off:
         console.print(

@@ -182,6 +182,19 @@ def add_feedback_flags(p: argparse.ArgumentParser) -> None:
         default=True,
         help="a query that returns no rows also gets another turn (default yes)",
     )
+    p.add_argument(
+        "--retry-samples",
+        type=int,
+        default=0,
+        help="a later answer that repeats SQL already tried is drawn again: K samples, the "
+        "first with new SQL that runs replaces it (default 0: the greedy answer stays)",
+    )
+    p.add_argument(
+        "--retry-temperature",
+        type=float,
+        default=0.8,
+        help="sampling temperature of those draws (default 0.8)",
+    )
 
 
 def feedback_config(args: argparse.Namespace) -> object:
@@ -192,6 +205,8 @@ def feedback_config(args: argparse.Namespace) -> object:
         turns=args.turns,
         max_observation_tokens=args.observation_tokens,
         retry_empty=args.retry_empty,
+        retry_samples=args.retry_samples,
+        retry_temperature=args.retry_temperature,
     )
 
 
@@ -315,7 +330,9 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"  feedback over {feedback['turns']} turns: {paired['gained']} question(s) right only "
             f"after feedback, {paired['lost']} right only at turn 1 (McNemar p = "
-            f"{paired['p_value']:.3g}); turns used " + json.dumps(feedback["turns_used"])
+            f"{paired['p_value']:.3g}); turns used "
+            + json.dumps(feedback["turns_used"])
+            + (f"; {feedback['redrawn']} repeated answer(s) redrawn" if feedback["redrawn"] else "")
         )
     eps = m["timing"]["examples_per_second"]
     if eps:

@@ -250,6 +250,8 @@ def _check_resume(out: Path, cfg: EvalConfig) -> dict[str, dict[str, Any]]:
     if settings_path.exists():
         old = json.loads(settings_path.read_text(encoding="utf-8"))
         old.setdefault("sample_rows", 0)  # written before sample_rows was recorded
+        if isinstance(old.get("feedback"), dict):  # feedback keys added later: their defaults
+            old["feedback"] = {**_RESUME_DEFAULTS["feedback"], **old["feedback"]}
         new = cfg.settings()
         diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != new.get(k)]
         old_gen, new_gen = old.get("generation", {}), new["generation"]

@@ -146,6 +146,7 @@ def feedback_summary(
             str(k): v for k, v in sorted(Counter(len(r["turns"]) for r in rows).items())
         },
         "observations": dict(sorted(sent.items())),
+        "redrawn": sum(bool(t.get("redrawn")) for r in rows for t in r["turns"]),
         "final_vs_first": {
             "gained": len(gained),
             "lost": len(lost),

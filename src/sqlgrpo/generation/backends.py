@@ -9,6 +9,8 @@ length order to waste little padding, and outputs come back in input order.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
@@ -187,6 +189,19 @@ def make_generator(
     if model is None or tokenizer is None:
         raise ValueError("the HF backend needs a loaded model and tokenizer")
     return HFGenerator(model, tokenizer, cfg)
+
+
+def sampling_variant(
+    generator: Generator, *, temperature: float, num_samples: int, seed: int
+) -> Generator:
+    """The same backend on the same loaded model, drawing ``num_samples`` completions per
+    prompt at ``temperature`` with ``seed`` (every backend reads its settings at each call)."""
+    cfg: GenerationConfig = generator.cfg  # type: ignore[attr-defined]
+    variant = copy.copy(generator)
+    variant.cfg = dataclasses.replace(  # type: ignore[attr-defined]
+        cfg, temperature=temperature, num_samples=num_samples, seed=seed
+    )
+    return variant
 
 
 def generate(

@@ -50,6 +50,18 @@ class FeedbackConfig:
         default=True,
         metadata={"help": "a query that returns no rows also gets another turn"},
     )
+    retry_samples: int = field(
+        default=0,
+        metadata={
+            "help": "inference only: a later answer whose SQL repeats one already tried is drawn "
+            "again, this many samples at retry_temperature; the first with new SQL that stands "
+            "(runs, with rows when retry_empty) replaces it, else the first with new SQL "
+            "(0: off, the greedy answer stays)"
+        },
+    )
+    retry_temperature: float = field(
+        default=0.8, metadata={"help": "sampling temperature of those draws"}
+    )
 
     def __post_init__(self) -> None:
         if self.turns < 1:
@@ -57,6 +69,14 @@ class FeedbackConfig:
         if self.max_observation_tokens < 8:
             raise ValueError(
                 f"max_observation_tokens must be >= 8, got {self.max_observation_tokens}"
+            )
+        if self.retry_samples < 0:
+            raise ValueError(f"retry_samples must be >= 0 (0: off), got {self.retry_samples}")
+        if self.retry_samples and self.turns < 2:
+            raise ValueError("retry_samples redraws later turns: it needs turns >= 2")
+        if self.retry_samples and self.retry_temperature <= 0:
+            raise ValueError(
+                f"retry_temperature must be > 0 to draw samples, got {self.retry_temperature}"
             )
 
     @property
@@ -76,6 +96,8 @@ class Turn:
     error: str | None = None  # the sandbox's message for a failed statement
     observation: str | None = None  # what went back to the model (None: the answer stood)
     result: ExecResult | None = field(default=None, repr=False, compare=False)
+    # drawn by sampling because the greedy answer repeated SQL already tried (retry_samples)
+    redrawn: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe record (no result rows)."""
@@ -85,6 +107,7 @@ class Turn:
             "outcome": self.outcome,
             "error": self.error,
             "observation": self.observation,
+            "redrawn": self.redrawn,
         }
 
 
@@ -224,6 +247,36 @@ def continue_prompts(
     ]
 
 
+def sql_key(sql: str | None) -> str | None:
+    """An answer's SQL with its whitespace normalised: two answers with the same key ran the
+    same statement."""
+    return None if sql is None else " ".join(sql.split())
+
+
+def pick_redraw(
+    candidates: Sequence[str],
+    tried: set[str | None],
+    cfg: FeedbackConfig,
+    *,
+    extract: Callable[[str], str | None],
+    execute: Callable[[str], ExecResult | None],
+    prefill: str = "",
+) -> str | None:
+    """Of sampled ``candidates`` for an answer that repeated SQL already ``tried``: the first
+    whose SQL is new and stands when run (no observation would go back), else the first whose
+    SQL is new, else None (the repeat stays). Only the candidates' own runs are looked at."""
+    fresh = []
+    for text in candidates:
+        sql = extract(prefill + text)
+        if sql is None or sql_key(sql) in tried:
+            continue
+        outcome, error = outcome_of(sql, execute(sql))
+        if observation_for(outcome, error, cfg) is None:
+            return text
+        fresh.append(text)
+    return fresh[0] if fresh else None
+
+
 def generate_with_feedback(
     generator: Any,
     prompts: Sequence[str],
@@ -237,25 +290,64 @@ def generate_with_feedback(
 ) -> list[list[Turn]]:
     """:func:`feedback_rounds` for text prompts: ``first`` are the first answers of
     ``prompts`` and each later round asks ``generator`` (one completion per prompt) with the
-    conversation so far. Used by evaluation and ``sqlgrpo ask``."""
-    from sqlgrpo.generation.backends import generate
+    conversation so far. Used by evaluation and ``sqlgrpo ask``.
+
+    With ``cfg.retry_samples`` K > 0, a later answer whose SQL repeats one the conversation
+    already tried (a greedy model often ignores the observation) is drawn again: K samples
+    at ``cfg.retry_temperature`` from the same backend, chosen by :func:`pick_redraw`; such
+    a turn is marked ``redrawn``."""
+    from sqlgrpo.generation.backends import generate, sampling_variant
 
     current = list(prompts)
+    latest = list(first)
+    tried: list[set[str | None]] = [set() for _ in prompts]
+    redrawn: list[tuple[int, int]] = []  # (conversation, 0-based turn) drawn by sampling
+    rounds = 0
 
     def answer_again(indices: list[int], observations: list[str]) -> list[str]:
-        done = [turns_so_far[i] for i in indices]
+        nonlocal rounds
+        rounds += 1
+        for i in indices:
+            tried[i].add(sql_key(extract(prefill + latest[i])))
+        done = [latest[i] for i in indices]
         nexts = continue_prompts(
             [current[i] for i in indices], done, observations, tokenizer, prefill
         )
         for i, prompt in zip(indices, nexts, strict=True):
             current[i] = prompt
         answers = [texts[0] for texts in generate(generator, nexts)]
+        if cfg.retry_samples:
+            repeats = [
+                k
+                for k, (i, answer) in enumerate(zip(indices, answers, strict=True))
+                if sql_key(extract(prefill + answer)) in tried[i]
+            ]
+            if repeats:
+                sampler = sampling_variant(
+                    generator,
+                    temperature=cfg.retry_temperature,
+                    num_samples=cfg.retry_samples,
+                    seed=generator.cfg.seed + rounds,
+                )
+                draws = generate(sampler, [nexts[k] for k in repeats])
+                for k, candidates in zip(repeats, draws, strict=True):
+                    i = indices[k]
+                    pick = pick_redraw(
+                        candidates,
+                        tried[i],
+                        cfg,
+                        extract=extract,
+                        execute=lambda sql, i=i: execute(i, sql),
+                        prefill=prefill,
+                    )
+                    if pick is not None:
+                        answers[k] = pick
+                        redrawn.append((i, rounds))
         for i, answer in zip(indices, answers, strict=True):
-            turns_so_far[i] = answer
+            latest[i] = answer
         return answers
 
-    turns_so_far = list(first)
-    return feedback_rounds(
+    turns = feedback_rounds(
         first,
         cfg,
         extract=extract,
@@ -264,3 +356,6 @@ def generate_with_feedback(
         prefill=prefill,
         tokenizer=tokenizer,
     )
+    for i, number in redrawn:
+        turns[i][number].redrawn = True
+    return turns
