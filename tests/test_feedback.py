@@ -43,6 +43,7 @@ HANG = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT c
 # one SQLite instruction that runs long: the sandbox sends it to its worker, killed at the deadline
 BOMB = "SELECT instr(printf('%.*c', 999999, 'a'), printf('%.*c', 499990, 'a') || 'b');"
 LONG_NAME = "capacity_" + "x" * 400
+EMPTY_SQL = "SELECT name FROM t WHERE id = 9;"
 GEMMA_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
@@ -248,6 +249,7 @@ def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:
         ],
         1: [_answer("SELECT x FROM t;"), _answer("SELECT x FROM t;"), _answer("SELECT y FROM t;")],
         2: [_answer("SELECT z FROM t;"), _answer("SELECT name FROM t;")],  # new SQL: kept
+        3: [_answer(EMPTY_SQL), _answer(EMPTY_SQL), _answer("SELECT name FROM t WHERE id = 8;")],
     }
     sampled = {
         # a repeat, a new failing query, a new one that stands: the one that stands is taken
@@ -257,13 +259,16 @@ def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:
         (1, 1): [_answer("SELECT x FROM t;"), "no tags", _answer("SELECT y FROM t;")],
         # nothing new at all: the greedy repeat stays
         (1, 2): [_answer("SELECT x FROM t;"), _answer("SELECT y FROM t;"), "no tags"],
+        # the repeat ran (empty): a failing query never replaces it, another empty one may
+        (3, 1): [_answer("SELECT nm FROM t;"), _answer("SELECT name FROM t WHERE id = 8;")],
+        (3, 2): [_answer("SELECT nm FROM t;"), _answer("SELECT name FROM u;")],
     }  # fmt: skip
-    prompts = [f"Q{i}: which names?\n" for i in range(3)]
+    prompts = [f"Q{i}: which names?\n" for i in range(4)]
 
     def run(cfg: FeedbackConfig) -> tuple[list, RepeatScript]:
         script = RepeatScript(greedy, sampled)
         turns = generate_with_feedback(
-            script, prompts, [greedy[i][0] for i in range(3)], cfg, tokenizer=tokenizer,
+            script, prompts, [greedy[i][0] for i in range(4)], cfg, tokenizer=tokenizer,
             extract=extract_sql, execute=lambda i, sql: db.run(sql), prefill=PREFILL,
         )  # fmt: skip
         return turns, script
@@ -273,14 +278,17 @@ def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:
         ["SELECT nam FROM t;", "SELECT name FROM t;"],
         ["SELECT x FROM t;", "SELECT y FROM t;", "SELECT y FROM t;"],
         ["SELECT z FROM t;", "SELECT name FROM t;"],
+        [EMPTY_SQL, "SELECT name FROM t WHERE id = 8;", "SELECT name FROM t WHERE id = 8;"],
     ]
     assert [[t.redrawn for t in c] for c in turns] == [
-        [False, True], [False, True, False], [False, False],
+        [False, True], [False, True, False], [False, False], [False, True, False],
     ]  # fmt: skip
+    assert [t.outcome for t in turns[3]] == ["empty"] * 3
     assert turns[0][1].outcome == "rows" and turns[1][2].outcome == "missing_column"
     # greedy rounds ask every waiting conversation; the draws only the repeats, seeded by round
     assert script.calls == [
-        (0.0, 1, 7, [0, 1, 2]), (0.9, 3, 8, [0, 1]), (0.0, 1, 7, [1]), (0.9, 3, 9, [1]),
+        (0.0, 1, 7, [0, 1, 2, 3]), (0.9, 3, 8, [0, 1, 3]), (0.0, 1, 7, [1, 3]),
+        (0.9, 3, 9, [1, 3]),
     ]  # fmt: skip
     records = [
         {"id": i, "match": False, "turns": [{**t.to_dict(), "executed": t.outcome == "rows"}
@@ -288,8 +296,8 @@ def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:
         for i, c in enumerate(turns)
     ]  # fmt: skip
     summary = feedback_summary(records)
-    assert summary["redrawn"] == 2
-    assert summary["per_turn"]["2"]["executable_rate"] == pytest.approx(2 / 3)
+    assert summary["redrawn"] == 3
+    assert summary["per_turn"]["2"]["executable_rate"] == pytest.approx(2 / 4)
 
     plain, plain_script = run(FeedbackConfig(turns=3))  # off: the greedy repeat stays
     assert [t.outcome for t in plain[0]] == ["missing_column"] * 3

@@ -187,7 +187,8 @@ def add_feedback_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="a later answer that repeats SQL already tried is drawn again: K samples, the "
-        "first with new SQL that runs replaces it (default 0: the greedy answer stays)",
+        "first with new SQL that runs replaces it, else the best new one that gets as far "
+        "(default 0: the greedy answer stays)",
     )
     p.add_argument(
         "--retry-temperature",

@@ -55,8 +55,8 @@ class FeedbackConfig:
         metadata={
             "help": "inference only: a later answer whose SQL repeats one already tried is drawn "
             "again, this many samples at retry_temperature; the first with new SQL that stands "
-            "(runs, with rows when retry_empty) replaces it, else the first with new SQL "
-            "(0: off, the greedy answer stays)"
+            "(runs, with rows when retry_empty) replaces it, else the best new one that gets at "
+            "least as far as the repeat (0: off, the greedy answer stays)"
         },
     )
     retry_temperature: float = field(
@@ -253,8 +253,17 @@ def sql_key(sql: str | None) -> str | None:
     return None if sql is None else " ".join(sql.split())
 
 
+def outcome_rank(outcome: str, cfg: FeedbackConfig) -> int:
+    """How far an answer got: 3 it stands (nothing would go back), 2 it ran and returned no
+    rows, 1 it failed, 0 it held no SQL."""
+    if outcome in ("rows", "ran") or (outcome == "empty" and not cfg.retry_empty):
+        return 3
+    return {"empty": 2, "no_sql": 0}.get(outcome, 1)
+
+
 def pick_redraw(
     candidates: Sequence[str],
+    repeat: str,
     tried: set[str | None],
     cfg: FeedbackConfig,
     *,
@@ -262,19 +271,28 @@ def pick_redraw(
     execute: Callable[[str], ExecResult | None],
     prefill: str = "",
 ) -> str | None:
-    """Of sampled ``candidates`` for an answer that repeated SQL already ``tried``: the first
-    whose SQL is new and stands when run (no observation would go back), else the first whose
-    SQL is new, else None (the repeat stays). Only the candidates' own runs are looked at."""
-    fresh = []
+    """Of sampled ``candidates`` for the answer ``repeat``, whose SQL was already ``tried``: the
+    first whose SQL is new and stands when run, else the first of the best-ranked new ones
+    (:func:`outcome_rank`) if it gets at least as far as the repeat (a query that ran is never
+    traded for one that fails), else None: the repeat stays. Only the answers' own runs are
+    looked at."""
+
+    def rank(sql: str | None) -> int:
+        return outcome_rank(outcome_of(sql, execute(sql) if sql else None)[0], cfg)
+
+    best, best_rank = None, -1
     for text in candidates:
         sql = extract(prefill + text)
         if sql is None or sql_key(sql) in tried:
             continue
-        outcome, error = outcome_of(sql, execute(sql))
-        if observation_for(outcome, error, cfg) is None:
+        candidate_rank = rank(sql)
+        if candidate_rank == 3:
             return text
-        fresh.append(text)
-    return fresh[0] if fresh else None
+        if candidate_rank > best_rank:
+            best, best_rank = text, candidate_rank
+    if best is None or best_rank < rank(extract(prefill + repeat)):
+        return None
+    return best
 
 
 def generate_with_feedback(
@@ -334,6 +352,7 @@ def generate_with_feedback(
                     i = indices[k]
                     pick = pick_redraw(
                         candidates,
+                        answers[k],
                         tried[i],
                         cfg,
                         extract=extract,
