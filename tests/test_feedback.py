@@ -24,6 +24,7 @@ from sqlgrpo.data import (
 from sqlgrpo.evaluation.evaluate import EvalConfig, evaluate
 from sqlgrpo.evaluation.metrics import feedback_summary
 from sqlgrpo.generation import GenerationConfig
+from sqlgrpo.generation.backends import sampling_variant
 from sqlgrpo.generation.feedback import (
     EMPTY_OBSERVATION,
     NO_SQL_OBSERVATION,
@@ -234,6 +235,18 @@ class RepeatScript:
             yield list(range(len(prompts))), [[self.greedy[c][t]] for c, t in keys]
         else:
             yield list(range(len(prompts))), [self.sampled[key] for key in keys]
+
+
+def test_the_sampling_variant_decodes_as_many_sequences_a_batch() -> None:
+    """Redraws of K samples a prompt batch batch_size // K prompts (K x 32 Spider prompts of
+    ~1,500 tokens ran a 24 GiB machine out of memory); the original backend is untouched."""
+    greedy = RepeatScript({}, {})
+    greedy.cfg = GenerationConfig(show_progress=False, batch_size=32, seed=7)
+    variant = sampling_variant(greedy, temperature=0.8, num_samples=4, seed=9)
+    assert (variant.cfg.batch_size, variant.cfg.num_samples, variant.cfg.seed) == (8, 4, 9)
+    assert variant.cfg.temperature == 0.8 and variant.greedy is greedy.greedy
+    assert (greedy.cfg.batch_size, greedy.cfg.num_samples, greedy.cfg.temperature) == (32, 1, 0.0)
+    assert sampling_variant(greedy, temperature=1.0, num_samples=64, seed=0).cfg.batch_size == 1
 
 
 def test_a_repeated_answer_is_redrawn_by_sampling(tokenizer: object) -> None:

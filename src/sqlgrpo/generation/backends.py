@@ -195,11 +195,17 @@ def sampling_variant(
     generator: Generator, *, temperature: float, num_samples: int, seed: int
 ) -> Generator:
     """The same backend on the same loaded model, drawing ``num_samples`` completions per
-    prompt at ``temperature`` with ``seed`` (every backend reads its settings at each call)."""
+    prompt at ``temperature`` with ``seed`` (every backend reads its settings at each call).
+    A batch holds ``batch_size // num_samples`` prompts, so it decodes as many sequences as
+    one of ``generator``'s batches: memory stays what the user sized it to."""
     cfg: GenerationConfig = generator.cfg  # type: ignore[attr-defined]
     variant = copy.copy(generator)
     variant.cfg = dataclasses.replace(  # type: ignore[attr-defined]
-        cfg, temperature=temperature, num_samples=num_samples, seed=seed
+        cfg,
+        temperature=temperature,
+        num_samples=num_samples,
+        seed=seed,
+        batch_size=max(1, cfg.batch_size // num_samples),
     )
     return variant
 
