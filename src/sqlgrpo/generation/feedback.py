@@ -123,9 +123,14 @@ def outcome_of(sql: str | None, result: ExecResult | None) -> tuple[str, str | N
     return "ran", None
 
 
+def answer_stands(outcome: str, cfg: FeedbackConfig) -> bool:
+    """True when an answer with this outcome ends its conversation (nothing goes back)."""
+    return outcome in ("rows", "ran") or (outcome == "empty" and not cfg.retry_empty)
+
+
 def observation_for(outcome: str, error: str | None, cfg: FeedbackConfig) -> str | None:
     """The text the model is told about an answer, or None when the answer stands."""
-    if outcome in ("rows", "ran") or (outcome == "empty" and not cfg.retry_empty):
+    if answer_stands(outcome, cfg):
         return None
     if outcome == "no_sql":
         return NO_SQL_OBSERVATION
@@ -256,7 +261,7 @@ def sql_key(sql: str | None) -> str | None:
 def outcome_rank(outcome: str, cfg: FeedbackConfig) -> int:
     """How far an answer got: 3 it stands (nothing would go back), 2 it ran and returned no
     rows, 1 it failed, 0 it held no SQL."""
-    if outcome in ("rows", "ran") or (outcome == "empty" and not cfg.retry_empty):
+    if answer_stands(outcome, cfg):
         return 3
     return {"empty": 2, "no_sql": 0}.get(outcome, 1)
 
