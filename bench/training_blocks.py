@@ -14,11 +14,12 @@ Usage: python bench/training_blocks.py RUN_DIR [--block 50]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
+
+from sqlgrpo.data.jsonl import read_jsonl
 
 #: (column title, metric key) in the order printed.
 COLUMNS = [
@@ -42,13 +43,7 @@ def step_records(path: Path) -> list[dict]:
     """The training-step records of ``metrics.jsonl`` (those with a ``reward``), one per
     step (the last when a step was logged again), in step order."""
     by_step: dict[int, dict] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}, line {n}: not JSON ({exc.msg})") from exc
+    for record in read_jsonl(path):
         if "reward" in record and "step" in record:
             by_step[int(record["step"])] = record
     return [by_step[s] for s in sorted(by_step)]
