@@ -144,7 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="--FIELD=VALUE",
-        help="extra recipe override passed to `sqlgrpo train` (repeatable)",
+        help="extra recipe override passed to `sqlgrpo train` (repeatable); join it with '=', "
+        "as in --train-arg=--max_steps=80, since argparse reads a separate value that starts "
+        "with -- as an option",
     )
     p.set_defaults(handler=run_demo)
 
