@@ -120,6 +120,17 @@ def test_validation_errors_are_actionable(args: list[str], fragment: str) -> Non
         parse_run_config(base + args)
 
 
+def test_a_shell_typed_prefill_means_what_eval_reads(tmp_path: Path) -> None:
+    # `--prefill '<reasoning>\n'` reaches argv as a backslash and an n; `sqlgrpo eval` always
+    # decoded it, `train` once kept it literal (the base-model runs of docs/ablation.md 8-9)
+    cfg = parse_run_config(["--config", str(CPU_RECIPE), "--prefill", "<reasoning>\\n"])
+    assert cfg.prompt.prefill == "<reasoning>\n"
+    assert parse_run_config(["--prefill=<r>\\t"]).prompt.prefill == "<r>\t"
+    # a recipe's YAML has its own escapes: a single-quoted backslash stays what it says
+    recipe = _recipe(tmp_path, "prefill: '<r>\\n'\n")
+    assert parse_run_config(["--config", str(recipe)]).prompt.prefill == "<r>\\n"
+
+
 def test_recipe_dict_round_trips(tmp_path: Path) -> None:
     import yaml
 

@@ -233,14 +233,13 @@ def prompt_overrides(args: argparse.Namespace) -> object:
     """The prompt settings given on the command line (``None`` where a flag is absent)."""
     from pathlib import Path
 
+    from sqlgrpo.data.prompts import decode_prefill_escapes
     from sqlgrpo.models.run_settings import PromptSettings
 
     system_prompt = None
     if args.system_prompt_file:
         system_prompt = Path(args.system_prompt_file).read_text(encoding="utf-8")
-    prefill = args.prefill
-    if prefill is not None:
-        prefill = prefill.replace("\\n", "\n").replace("\\t", "\t")  # shell-friendly escapes
+    prefill = None if args.prefill is None else decode_prefill_escapes(args.prefill)
     return PromptSettings(
         system_prompt=system_prompt,
         one_shot=args.one_shot,

@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--state-match", action="store_true", help="credit DML by the resulting database state"
     )
     parser.add_argument(
-        "--prefill", default="", help="text the prompt prefilled the assistant turn with"
+        "--prefill",
+        default="",
+        help=r"text the prompt prefilled the assistant turn with, e.g. '<reasoning>\n'",
     )
     parser.set_defaults(handler=run)
 
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from sqlgrpo.data.prompts import decode_prefill_escapes
     from sqlgrpo.rewards import build_profile
 
     console = Console()
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"rule": args.compare}
     if args.state_match:
         options["state_match"] = True
-    funcs = build_profile(args.profile, prefill=args.prefill, **options)
+    funcs = build_profile(args.profile, prefill=decode_prefill_escapes(args.prefill), **options)
     scores, diagnostics = score_rows(rows, funcs)
     names = [f.__name__ for f in funcs]
 

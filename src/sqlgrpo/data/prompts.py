@@ -137,6 +137,15 @@ def build_messages(sample: Sample, cfg: PromptConfig | None = None) -> list[dict
     ]
 
 
+def decode_prefill_escapes(text: str) -> str:
+    """A prefill typed on a command line: ``\\n`` and ``\\t`` become a newline and a tab.
+
+    A shell passes ``--prefill '<reasoning>\\n'`` as a backslash and an ``n``; every CLI that
+    takes a prefill decodes it here, so one flag means one prompt everywhere.
+    """
+    return text.replace("\\n", "\n").replace("\\t", "\t")
+
+
 def render_prompt(messages: Sequence[dict[str, str]], tokenizer: Any, prefill: str = "") -> str:
     """Render with the tokenizer's chat template (generation prompt added), then the prefill."""
     text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 from trl import GRPOConfig, ModelConfig
 
 from sqlgrpo.data import PromptConfig
+from sqlgrpo.data.prompts import decode_prefill_escapes
 from sqlgrpo.generation.decoding import DECODERS
 from sqlgrpo.rewards.registry import REWARD_PROFILES
 from sqlgrpo.sql.compare import COMPARE_RULES
@@ -652,9 +653,10 @@ def parse_run_config(argv: list[str]) -> RunConfig:
     except ValueError as exc:
         where = f"{recipe}: " if recipe else ""
         raise ConfigError(f"{where}{exc}") from exc
-    explicit = set(values) | {
-        a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")
-    }
+    given = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
+    if "prefill" in given:  # a recipe's YAML has its own escapes; a shell's need decoding
+        prompt = replace(prompt, prefill=decode_prefill_escapes(prompt.prefill))
+    explicit = set(values) | given
     return RunConfig(
         script, prompt, training, model, recipe=recipe, explicit=explicit & known_fields()
     )
